@@ -1,0 +1,76 @@
+"""The demo "agentic platform" API: `uvicorn demo.app:app`.
+
+Environment: DATABASE_URL (a SQLite file in the working directory when unset), REDIS_URL
+(no cache when unset), MODEL_PROVIDER_URL, DEMO_API_KEYS, plus the telemetry variables of
+DESIGN.md (ENVIRONMENT, SENTRY_DSN, OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_ENDPOINT, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from demo import agents, ops
+from demo.auth import ApiKeyAuthMiddleware
+from demo.cache import AgentCache
+from demo.config import DemoConfig
+from demo.db import AgentRepository, create_tables, make_engine, make_sessions
+from demo.services import Services
+from telemetry import TelemetrySettings, setup_telemetry
+
+logger = logging.getLogger("demo.app")
+
+
+def create_app(
+    settings: TelemetrySettings | None = None, config: DemoConfig | None = None
+) -> FastAPI:
+    config = config or DemoConfig.from_env()
+    settings = settings or TelemetrySettings()
+    engine = make_engine(config.database_url)
+    cache = AgentCache(config.redis_url, config.cache_ttl_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await create_tables(engine)
+        # Created here, after setup_telemetry instrumented HTTPX, and closed on shutdown so
+        # no connection outlives the event loop.
+        provider = httpx.AsyncClient(base_url=config.model_provider_url, timeout=10.0)
+        services = Services(
+            config=config,
+            engine=engine,
+            repo=AgentRepository(make_sessions(engine)),
+            cache=cache,
+            provider=provider,
+        )
+        app.state.services = services
+        logger.info(
+            "demo api ready",
+            extra={"database": engine.url.get_backend_name(), "cache": cache.enabled},
+        )
+        try:
+            yield
+        finally:
+            # Background executions still running would lose their spans and their DB write.
+            await services.drain()
+            await provider.aclose()
+            await cache.close()
+            await engine.dispose()
+            # Telemetry flushes after this: setup_telemetry wraps this lifespan and shuts the
+            # pipeline down once the app's own resources are released.
+
+    app = FastAPI(title="Agentic Platform (telemetry demo)", version="1.0.0", lifespan=lifespan)
+    app.add_middleware(ApiKeyAuthMiddleware, keys=config.api_keys)
+    app.include_router(agents.router)
+    app.include_router(ops.debug_router)
+    app.include_router(ops.health_router)
+    # The engine was made before setup, so its queries are traced only because it is passed
+    # in (DESIGN.md trap 9).
+    app.state.telemetry = setup_telemetry(app, settings, engines=[engine])
+    return app
+
+
+app = create_app()

@@ -1,0 +1,117 @@
+"""A fake downstream model provider: `uvicorn demo.model_provider:app`.
+
+It is a separate service with its own telemetry (service name `model-provider` unless
+OTEL_SERVICE_NAME says otherwise), so a demo execution is one trace across two processes:
+its server span is the child of the demo API's HTTPX client span.
+
+Environment: MODEL_PROVIDER_LATENCY_MS (mean latency, default 40),
+MODEL_PROVIDER_FAILURE_RATE (share of random 503s, default 0). A request with the header
+`X-Simulate-Fault: unavailable` always gets a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import time
+from typing import Any
+
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from telemetry import TelemetrySettings, setup_telemetry, start_span
+
+logger = logging.getLogger("demo.model_provider")
+SERVICE_NAME = "model-provider"
+
+_WORDS = [
+    "plan",
+    "observe",
+    "act",
+    "reflect",
+    "retrieve",
+    "summarise",
+    "verify",
+    "tool",
+    "call",
+    "answer",
+    "context",
+    "reason",
+    "draft",
+    "critique",
+    "refine",
+]
+
+
+class CompletionIn(BaseModel):
+    model: str = Field(min_length=1, max_length=64)
+    prompt: str = Field(min_length=1, max_length=20_000)
+    max_tokens: int = Field(default=128, ge=1, le=4096)
+
+
+def fake_completion(prompt: str, max_tokens: int) -> str:
+    # Deterministic per prompt, so repeated demo runs produce comparable output.
+    seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big")
+    rng = random.Random(seed)
+    return " ".join(rng.choice(_WORDS) for _ in range(min(max_tokens, 24)))
+
+
+def create_app(settings: TelemetrySettings | None = None) -> FastAPI:
+    if settings is None:
+        # Its own service name by default: without it both services would report as the
+        # platform and the cross-process trace would look like one service talking to itself.
+        settings = (
+            TelemetrySettings()
+            if os.environ.get("OTEL_SERVICE_NAME")
+            else TelemetrySettings(service_name=SERVICE_NAME)
+        )
+    latency_ms = float(os.environ.get("MODEL_PROVIDER_LATENCY_MS", "40"))
+    failure_rate = float(os.environ.get("MODEL_PROVIDER_FAILURE_RATE", "0"))
+    app = FastAPI(title="Model provider (telemetry demo)", version="1.0.0")
+
+    @app.post("/v1/complete", response_model=None)
+    async def complete(
+        body: CompletionIn,
+        x_simulate_fault: str | None = Header(default=None),
+    ) -> dict[str, Any] | JSONResponse:
+        started = time.perf_counter()
+        with start_span(op="model.inference", description=f"generate {body.model}"):
+            await asyncio.sleep(max(0.0, random.gauss(latency_ms, latency_ms / 4)) / 1000)
+            if x_simulate_fault == "unavailable" or random.random() < failure_rate:
+                logger.warning("model overloaded, refusing completion", extra={"model": body.model})
+                return JSONResponse(
+                    {"error": "model_overloaded", "detail": f"{body.model} is at capacity"},
+                    status_code=503,
+                    headers={"Retry-After": "1"},
+                )
+            text = fake_completion(body.prompt, body.max_tokens)
+        logger.info("completion served", extra={"model": body.model})
+        return {
+            "id": f"cmpl-{hashlib.sha1(text.encode()).hexdigest()[:12]}",
+            "model": body.model,
+            "completion": text,
+            "usage": {
+                "prompt_tokens": len(body.prompt.split()),
+                "completion_tokens": len(text.split()),
+            },
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready")
+    async def ready() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # setup_telemetry also flushes on shutdown: the demo stops this process with SIGTERM.
+    app.state.telemetry = setup_telemetry(app, settings)
+    return app
+
+
+app = create_app()

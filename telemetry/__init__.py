@@ -1,0 +1,30 @@
+"""telemetry: one ``setup_telemetry(app)`` for Sentry, Jaeger, Prometheus and Grafana,
+under one trace id. See the README for the configuration contract."""
+
+from telemetry._setup import TelemetryHandle, setup_telemetry
+from telemetry.api import (
+    capture_exception,
+    capture_message,
+    set_context,
+    set_tag,
+    set_user_context,
+    start_span,
+    start_transaction,
+)
+from telemetry.instrumentation import MissingExtraError
+from telemetry.settings import TelemetryConfigError, TelemetrySettings
+
+__all__ = [
+    "MissingExtraError",
+    "TelemetryConfigError",
+    "TelemetryHandle",
+    "TelemetrySettings",
+    "capture_exception",
+    "capture_message",
+    "set_context",
+    "set_tag",
+    "set_user_context",
+    "setup_telemetry",
+    "start_span",
+    "start_transaction",
+]

@@ -1,0 +1,223 @@
+"""Latency of every outgoing HTTP call, SQL statement and redis command, sampled or not.
+
+Why not OpenTelemetry's instrumentor hooks: the httpx hooks do run for unsampled
+(non-recording) spans, but the response hook never runs when the call fails without a
+response (connection refused, timeout), and the redis instrumentor calls no request hook for
+pipelines. Both would undercount exactly the calls a dependency dashboard is about. So:
+
+* SQLAlchemy: ``before/after_cursor_execute`` and ``handle_error`` listeners on the ``Engine``
+  class, which covers every engine, made before or after setup, sync or async (an
+  ``AsyncEngine`` runs on a sync ``Engine``); two cheap function calls per statement.
+* httpx: a wrapper around ``HTTPTransport.handle_request`` and
+  ``AsyncHTTPTransport.handle_async_request``, the same methods OTel's instrumentor wraps.
+  The duration runs to the response headers (a streamed body is the caller's time).
+* redis: wrappers around ``execute_command``, pipeline ``execute`` and
+  ``immediate_execute_command`` (sync and asyncio clients; cluster clients are not covered).
+
+The wrappers are installed once per process and never removed: :func:`uninstrument` only
+detaches the recording ``TelemetryMetrics``, which turns them into a plain call. Install them
+before OpenTelemetry's instrumentors: OTel's ``uninstrument`` removes whatever wrapper is
+outermost, so ours must sit below OTel's, never above it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from telemetry._cardinality import sql_operation
+
+if TYPE_CHECKING:
+    from telemetry.metrics import TelemetryMetrics
+
+Recorder = Callable[[Any, tuple[Any, ...], Any, "BaseException | None", float], None]
+WrapperFactory = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+_MARK = "_telemetry_dependency_metrics"
+_START = "_telemetry_metrics_start"
+
+
+class _Active:
+    """The instance dependency calls are recorded into (the most recently instrumented)."""
+
+    metrics: TelemetryMetrics | None = None
+
+
+def instrument(metrics: TelemetryMetrics) -> list[str]:
+    """Record dependency calls into ``metrics``; returns the libraries that were found."""
+    _Active.metrics = metrics
+    done = []
+    for name, install in (("httpx", _httpx), ("sqlalchemy", _sqlalchemy), ("redis", _redis)):
+        try:
+            install()
+        except ImportError:
+            continue
+        done.append(name)
+    return done
+
+
+def uninstrument(metrics: TelemetryMetrics | None = None) -> None:
+    """Stop recording (into ``metrics`` only, when given)."""
+    if metrics is None or _Active.metrics is metrics:
+        _Active.metrics = None
+
+
+def _patched(function: Any) -> bool:
+    # Walk the wrapper chain: OTel's wrapt wrappers expose what they wrap as __wrapped__.
+    while function is not None:
+        if getattr(function, _MARK, False):
+            return True
+        function = getattr(function, "__wrapped__", None)
+    return False
+
+
+def _patch(owner: Any, attribute: str, make: Callable[[Any], Any]) -> None:
+    original = getattr(owner, attribute)
+    if _patched(original):
+        return
+    wrapper = make(original)
+    functools.update_wrapper(wrapper, original)
+    setattr(wrapper, _MARK, True)
+    setattr(owner, attribute, wrapper)
+
+
+def _sync_timed(record: Recorder) -> WrapperFactory:
+    """Wrapper factory: time the call and hand (instance, args, result, error, seconds) over."""
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if _Active.metrics is None:
+                return original(self, *args, **kwargs)
+            start = perf_counter()
+            try:
+                result = original(self, *args, **kwargs)
+            except BaseException as exc:
+                record(self, args, None, exc, perf_counter() - start)
+                raise
+            record(self, args, result, None, perf_counter() - start)
+            return result
+
+        return wrapper
+
+    return make
+
+
+def _async_timed(record: Recorder) -> WrapperFactory:
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if _Active.metrics is None:
+                return await original(self, *args, **kwargs)
+            start = perf_counter()
+            try:
+                result = await original(self, *args, **kwargs)
+            except BaseException as exc:
+                record(self, args, None, exc, perf_counter() - start)
+                raise
+            record(self, args, result, None, perf_counter() - start)
+            return result
+
+        return wrapper
+
+    return make
+
+
+# -- httpx ------------------------------------------------------------------------------------
+
+
+def _record_httpx(
+    _: Any, args: tuple[Any, ...], response: Any, error: BaseException | None, seconds: float
+) -> None:
+    metrics = _Active.metrics
+    if metrics is None or not args:
+        return
+    url = args[0].url
+    port = url.port or (443 if url.scheme == "https" else 80)
+    status = str(response.status_code) if error is None else "error"
+    metrics.record_http_client(args[0].method, f"{url.host}:{port}", status, seconds)
+
+
+def _httpx() -> None:
+    httpx = importlib.import_module("httpx")
+    _patch(httpx.HTTPTransport, "handle_request", _sync_timed(_record_httpx))
+    _patch(httpx.AsyncHTTPTransport, "handle_async_request", _async_timed(_record_httpx))
+
+
+# -- redis ------------------------------------------------------------------------------------
+
+
+def _record_redis_command(
+    _: Any, args: tuple[Any, ...], __: Any, ___: BaseException | None, seconds: float
+) -> None:
+    metrics = _Active.metrics
+    if metrics is None or not args:
+        return
+    name = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
+    metrics.record_db("redis", name.split(" ", 1)[0].upper(), seconds)
+
+
+def _record_redis_pipeline(
+    pipeline: Any, _: tuple[Any, ...], __: Any, ___: BaseException | None, seconds: float
+) -> None:
+    metrics = _Active.metrics
+    if metrics is not None:
+        # One round trip of many commands: one observation, named after what it is.
+        multi = getattr(pipeline, "transaction", False)
+        metrics.record_db("redis", "MULTI" if multi else "PIPELINE", seconds)
+
+
+def _redis() -> None:
+    client = importlib.import_module("redis.client")
+    _patch(client.Redis, "execute_command", _sync_timed(_record_redis_command))
+    _patch(client.Pipeline, "immediate_execute_command", _sync_timed(_record_redis_command))
+    _patch(client.Pipeline, "execute", _sync_timed(_record_redis_pipeline))
+    aclient = importlib.import_module("redis.asyncio.client")
+    _patch(aclient.Redis, "execute_command", _async_timed(_record_redis_command))
+    _patch(aclient.Pipeline, "immediate_execute_command", _async_timed(_record_redis_command))
+    # Pipeline.execute_command only queues (or defers to immediate_execute_command while
+    # WATCHing): the methods patched here are the ones that talk to the server, once each.
+    _patch(aclient.Pipeline, "execute", _async_timed(_record_redis_pipeline))
+
+
+# -- SQLAlchemy -------------------------------------------------------------------------------
+
+
+def _before_cursor_execute(
+    conn: Any, _cursor: Any, _statement: str, _parameters: Any, _context: Any, _executemany: bool
+) -> None:
+    if _Active.metrics is not None:
+        conn.info[_START] = perf_counter()
+
+
+def _after_cursor_execute(
+    conn: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any, _executemany: bool
+) -> None:
+    _finish_statement(conn, statement)
+
+
+def _handle_error(exception_context: Any) -> None:
+    conn = exception_context.connection
+    if conn is not None and exception_context.statement is not None:
+        _finish_statement(conn, exception_context.statement)
+
+
+def _finish_statement(conn: Any, statement: str) -> None:
+    start = conn.info.pop(_START, None)
+    metrics = _Active.metrics
+    if start is None or metrics is None:
+        return
+    metrics.record_db(conn.dialect.name, sql_operation(statement), perf_counter() - start)
+
+
+def _sqlalchemy() -> None:
+    event = importlib.import_module("sqlalchemy.event")
+    engine_class = importlib.import_module("sqlalchemy.engine").Engine
+    for name, listener in (
+        ("before_cursor_execute", _before_cursor_execute),
+        ("after_cursor_execute", _after_cursor_execute),
+        ("handle_error", _handle_error),
+    ):
+        if not event.contains(engine_class, name, listener):
+            event.listen(engine_class, name, listener)

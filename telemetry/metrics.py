@@ -1,0 +1,418 @@
+"""Prometheus metrics: RED request metrics with trace exemplars, dependency latency, release
+and telemetry-pipeline health, served on ``/metrics``. Names and labels: ``docs/metrics.md``.
+
+Usage (what ``setup_telemetry`` does)::
+
+    metrics = TelemetryMetrics(service="api", version="1.2.0", environment="production")
+    metrics.install(app)                  # request metrics + /metrics, before the app starts
+    metrics.instrument_dependencies()     # httpx, SQLAlchemy, redis: before OTel's instrumentors
+
+Registry: every instance registers its metrics in its own ``CollectorRegistry`` so tests and
+repeated setups never collide on "Duplicated timeseries". ``/metrics`` serves that registry
+plus prometheus-client's default ``REGISTRY`` (``include_default_registry=True``), so the
+application's own metrics and the process/GC collectors appear on the same page. Pass
+``registry=prometheus_client.REGISTRY`` to register these metrics in the default registry
+instead (then it is served once). In multiprocess mode ``/metrics`` serves the aggregate of
+every worker instead, see ``telemetry._multiprocess`` for the design and its trade-off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from time import perf_counter, time
+from typing import Any
+
+from opentelemetry.trace import get_current_span
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Exemplar
+
+from telemetry import _dependency_metrics as _dependencies
+from telemetry._cardinality import LabelGuard, RouteResolver, normalize_method
+from telemetry._multiprocess import (
+    ExemplarStore,
+    MultiProcessExemplarCollector,
+    bucket_bound,
+    mark_process_dead,
+    multiprocess_dir,
+    sample_key,
+)
+
+__all__ = [
+    "DEFAULT_APDEX_THRESHOLD_S",
+    "MetricsMiddleware",
+    "PipelineMetrics",
+    "TelemetryMetrics",
+    "current_exemplar",
+    "mark_process_dead",
+    "request_buckets",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DEFAULT_APDEX_THRESHOLD_S = 0.5
+_REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_DEPENDENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_REQUESTS = "http_server_requests_total"
+_DURATION = "http_server_request_duration_seconds"
+_EXCEPTIONS = "http_server_exceptions_total"
+_CLIENT = "http_client_request_duration_seconds"
+_DB = "db_client_operation_duration_seconds"
+
+
+def request_buckets(
+    apdex_threshold_s: float = DEFAULT_APDEX_THRESHOLD_S, base: Sequence[float] = _REQUEST_BUCKETS
+) -> tuple[float, ...]:
+    """Histogram bounds that always contain the Apdex thresholds T and 4T, so Apdex is exact
+    from ``_bucket{le="T"}`` and ``_bucket{le="4T"}`` instead of interpolated."""
+    if apdex_threshold_s <= 0:
+        raise ValueError(f"apdex_threshold_s must be > 0, got {apdex_threshold_s}")
+    return tuple(sorted({*base, float(apdex_threshold_s), 4.0 * apdex_threshold_s}))
+
+
+def current_exemplar() -> dict[str, str] | None:
+    """``{trace_id, span_id}`` of the current span, only when it is valid and sampled: an
+    exemplar of an unsampled span would point at a trace that was never stored."""
+    context = get_current_span().get_span_context()
+    if not context.is_valid or not context.trace_flags.sampled:
+        return None
+    return {
+        "trace_id": format(context.trace_id, "032x"),
+        "span_id": format(context.span_id, "016x"),
+    }
+
+
+class PipelineMetrics:
+    """Health of the telemetry pipeline itself; the exporter and transport wrappers call it."""
+
+    def __init__(self, registry: CollectorRegistry, guard: LabelGuard) -> None:
+        self._guard = guard
+
+        def counter(name: str, documentation: str, labels: list[str]) -> Counter:
+            return Counter(name, documentation, labels, registry=registry)
+
+        self._exported = counter("telemetry_spans_exported", "Spans a sink accepted.", ["sink"])
+        self._failed = counter("telemetry_spans_failed", "Spans a sink failed to take.", ["sink"])
+        self._dropped = counter(
+            "telemetry_spans_dropped", "Spans dropped (queue full or shut down).", ["sink"]
+        )
+        self._sent = counter("telemetry_sentry_events_sent", "Items sentry-sdk sent.", ["kind"])
+        self._lost = counter(
+            "telemetry_sentry_events_dropped", "Items sentry-sdk discarded.", ["kind", "reason"]
+        )
+
+    def _bound(self, counter: Counter, label: str, value: str) -> str:
+        return self._guard.bound(f"{counter._name}_total", label, value)
+
+    def spans_exported(self, sink: str, count: int = 1) -> None:
+        self._exported.labels(self._bound(self._exported, "sink", sink)).inc(count)
+
+    def spans_failed(self, sink: str, count: int = 1) -> None:
+        self._failed.labels(self._bound(self._failed, "sink", sink)).inc(count)
+
+    def spans_dropped(self, sink: str, count: int = 1) -> None:
+        self._dropped.labels(self._bound(self._dropped, "sink", sink)).inc(count)
+
+    def sentry_event_sent(self, kind: str, count: int = 1) -> None:
+        self._sent.labels(self._bound(self._sent, "kind", kind)).inc(count)
+
+    def sentry_event_dropped(self, kind: str, reason: str, count: int = 1) -> None:
+        kind = self._bound(self._lost, "kind", kind)
+        self._lost.labels(kind, self._bound(self._lost, "reason", reason)).inc(count)
+
+
+class _Union:
+    """Collects several registries as one, for one exposition."""
+
+    def __init__(self, *registries: CollectorRegistry) -> None:
+        self._registries = registries
+
+    def collect(self) -> Iterable[Metric]:
+        for registry in self._registries:
+            yield from registry.collect()
+
+
+class TelemetryMetrics:
+    """All metrics of one service, one registry, one ``/metrics`` endpoint.
+
+    ``label_limits`` overrides the bound of distinct values per label name (``route``: 100,
+    ``status_code``: 40, ``peer``: 100, see ``telemetry._cardinality.DEFAULT_LABEL_LIMITS``).
+    Multiprocess mode is on when prometheus-client runs with ``PROMETHEUS_MULTIPROC_DIR``.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        version: str = "0.0.0",
+        environment: str = "development",
+        *,
+        release: str | None = None,
+        registry: CollectorRegistry | None = None,
+        apdex_threshold_s: float = DEFAULT_APDEX_THRESHOLD_S,
+        path: str = "/metrics",
+        label_limits: Mapping[str, int] | None = None,
+        include_default_registry: bool = True,
+        exemplar_flush_interval_s: float = 1.0,
+    ) -> None:
+        if not path.startswith("/"):
+            raise ValueError(f"metrics path must start with '/', got {path!r}")
+        self.service = service
+        self.path = path
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.buckets = request_buckets(apdex_threshold_s)
+        mp_dir = multiprocess_dir()
+        self._store = ExemplarStore(mp_dir, exemplar_flush_interval_s) if mp_dir else None
+        r = self.registry
+        self._overflow = Counter(
+            "telemetry_metric_label_overflow",
+            "Label values folded into <overflow> by the cardinality guard.",
+            ["metric", "label"],
+            registry=r,
+        )
+        self.guard = LabelGuard(lambda m, lb: self._overflow.labels(m, lb).inc(), label_limits)
+        self._routes = RouteResolver()
+        server = ["service", "method", "route", "status_code"]
+        self._requests = Counter("http_server_requests", "HTTP requests.", server, registry=r)
+        self._duration = Histogram(
+            _DURATION, "HTTP request duration.", server, buckets=self.buckets, registry=r
+        )
+        self._in_progress = Gauge(
+            "http_server_requests_in_progress",
+            "HTTP requests being served.",
+            ["service", "method"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self._exceptions = Counter(
+            "http_server_exceptions",
+            "Unhandled exceptions in request handling.",
+            ["service", "method", "route", "exception_type"],
+            registry=r,
+        )
+        self._client = Histogram(
+            _CLIENT,
+            "Outgoing HTTP request duration (to response headers).",
+            ["service", "method", "peer", "status_code"],
+            buckets=_DEPENDENCY_BUCKETS,
+            registry=r,
+        )
+        self._db = Histogram(
+            _DB,
+            "Database and cache operation duration.",
+            ["service", "system", "operation"],
+            buckets=_DEPENDENCY_BUCKETS,
+            registry=r,
+        )
+        build = Gauge(
+            "service_build_info",
+            "Build of the running service (always 1).",
+            ["service", "version", "environment", "release"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        build.labels(service, version, environment, release or f"{service}@{version}").set(1)
+        self.pipeline = PipelineMetrics(r, self.guard)
+        if self._store is not None and mp_dir:
+            self._exposed: Any = MultiProcessExemplarCollector(mp_dir, self._store)
+        elif include_default_registry and self.registry is not REGISTRY:
+            self._exposed = _Union(self.registry, REGISTRY)
+        else:
+            self._exposed = self.registry
+
+    # -- recording -------------------------------------------------------------------------
+
+    def _exemplar(
+        self, name: str, labels: Mapping[str, str], ex: dict[str, str], value: float
+    ) -> None:
+        # Multiprocess mode: prometheus-client drops exemplars, the shared store keeps them.
+        if self._store is not None:
+            self._store.record(sample_key(name, labels), Exemplar(ex, value, time()))
+
+    def _observe(
+        self,
+        hist: Histogram,
+        name: str,
+        labels: dict[str, str],
+        value: float,
+        ex: dict[str, str] | None,
+    ) -> None:
+        hist.labels(**labels).observe(value, exemplar=ex)
+        if ex is not None and self._store is not None:
+            le = bucket_bound(hist._upper_bounds, value)
+            self._exemplar(name + "_bucket", {**labels, "le": le}, ex, value)
+
+    def record_request(
+        self,
+        method: str,
+        route: str,
+        status_code: str,
+        duration_s: float,
+        exemplar: dict[str, str] | None = None,
+        exception_type: str | None = None,
+    ) -> None:
+        """One served request; ``route`` must already be a template (or ``<unmatched>``)."""
+        guard = self.guard
+        labels = {
+            "service": self.service,
+            "method": normalize_method(method),
+            "route": guard.bound(_REQUESTS, "route", route),
+            "status_code": guard.bound(_REQUESTS, "status_code", status_code),
+        }
+        self._requests.labels(**labels).inc(exemplar=exemplar)
+        if exemplar is not None:
+            self._exemplar(_REQUESTS, labels, exemplar, 1.0)
+        self._observe(self._duration, _DURATION, labels, duration_s, exemplar)
+        if exception_type is not None:
+            kind = guard.bound(_EXCEPTIONS, "exception_type", exception_type)
+            self._exceptions.labels(self.service, labels["method"], labels["route"], kind).inc()
+
+    def record_http_client(
+        self, method: str, peer: str, status_code: str, duration_s: float
+    ) -> None:
+        labels = {
+            "service": self.service,
+            "method": normalize_method(method),
+            "peer": self.guard.bound(_CLIENT, "peer", peer),
+            "status_code": self.guard.bound(_CLIENT, "status_code", status_code),
+        }
+        self._observe(self._client, _CLIENT, labels, duration_s, current_exemplar())
+
+    def record_db(self, system: str, operation: str, duration_s: float) -> None:
+        labels = {
+            "service": self.service,
+            "system": self.guard.bound(_DB, "system", system),
+            "operation": self.guard.bound(_DB, "operation", operation),
+        }
+        self._observe(self._db, _DB, labels, duration_s, current_exemplar())
+
+    # -- wiring ----------------------------------------------------------------------------
+
+    def install(self, app: Any) -> None:
+        """Add the request-metrics middleware (which also serves ``self.path``) to a
+        Starlette/FastAPI app. Idempotent for this instance; a second instance on the same app
+        is refused because every request would be counted twice."""
+        installed = getattr(app.state, "telemetry_metrics", None)
+        if installed is self:
+            return
+        if installed is not None:
+            raise RuntimeError("another TelemetryMetrics is already installed on this app")
+        app.add_middleware(MetricsMiddleware, metrics=self)
+        app.state.telemetry_metrics = self
+
+    def asgi(self, app: ASGIApp) -> ASGIApp:
+        """The same middleware around any ASGI application (no Starlette needed)."""
+        return MetricsMiddleware(app, self)
+
+    def instrument_dependencies(self) -> list[str]:
+        """Record every httpx, SQLAlchemy and redis call, sampled or not; returns the libraries
+        found. Call it before OpenTelemetry's instrumentors (see ``telemetry._dependencies``)."""
+        return _dependencies.instrument(self)
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition and its content type: OpenMetrics (the only format that carries
+        exemplars) when ``accept`` asks for ``application/openmetrics-text``, else text 0.0.4."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self._exposed), content_type
+
+    def close(self) -> None:
+        """Stop recording dependency calls into this instance and flush shared exemplars."""
+        _dependencies.uninstrument(self)
+        if self._store is not None:
+            self._store.close()
+
+
+class MetricsMiddleware:
+    """Pure ASGI: it only watches ``http.response.start`` go by, so streaming responses stay
+    streaming, and costs two clock reads, a few dict lookups and the metric updates.
+
+    It runs inside OpenTelemetry's server span (FastAPIInstrumentor wraps the whole middleware
+    stack), so the current span is the request's span, and inside Starlette's
+    ``ServerErrorMiddleware``, so unhandled exceptions pass through it before becoming 500s.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: TelemetryMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        metrics = self.metrics
+        root_path = str(scope.get("root_path", ""))
+        path = scope["path"]
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :]
+        if path == metrics.path:
+            await _serve_metrics(metrics, scope, send)
+            return
+        outer_app = scope.get("app")
+        method = normalize_method(scope["method"])
+        in_progress = metrics._in_progress.labels(metrics.service, method)
+        status = 0
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        in_progress.inc()
+        start = perf_counter()
+        failure: BaseException | None = None
+        exception_type: str | None = None
+        try:
+            await self.app(scope, receive, send_status)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            duration = perf_counter() - start
+            in_progress.dec()
+            if isinstance(failure, Exception):
+                # Counted as a 500 even when a streamed response had already started: the
+                # client got a truncated body, which is a failed request.
+                code, exception_type = "500", type(failure).__qualname__
+            elif failure is not None:
+                code = "499"  # cancelled: the client or the server went away
+            else:
+                # An app that returns without responding gets a 500 from the server.
+                code = str(status) if status else "500"
+            route = metrics._routes.template(scope, root_path, outer_app)
+            metrics.record_request(
+                method, route, code, duration, current_exemplar(), exception_type
+            )
+
+
+async def _serve_metrics(metrics: TelemetryMetrics, scope: Scope, send: Send) -> None:
+    if scope["method"] not in ("GET", "HEAD"):
+        await _respond(send, 405, b"method not allowed\n", "text/plain", [(b"allow", b"GET, HEAD")])
+        return
+    accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None)
+    import anyio.to_thread
+
+    # Collection reads every metric (and, in multiprocess mode, every worker's files): keep it
+    # off the event loop so a scrape never stalls requests.
+    body, content_type = await anyio.to_thread.run_sync(metrics.render, accept)
+    await _respond(
+        send, 200, b"" if scope["method"] == "HEAD" else body, content_type, [], len(body)
+    )
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra: list[tuple[bytes, bytes]],
+    length: int | None = None,
+) -> None:
+    size = str(len(body) if length is None else length).encode()
+    headers = [(b"content-type", content_type.encode()), (b"content-length", size), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,529 @@
+"""One scrubbing policy, declared once, applied to every sink.
+
+A secret kept out of Sentry but shipped to Jaeger is still a leak, so the same
+:class:`ScrubbingPolicy` scrubs Sentry events and breadcrumbs (``before_send``,
+``before_send_transaction``, ``before_breadcrumb``), span attributes on the export path
+(:class:`ScrubbingSpanExporter`), log records (``telemetry.logs``) and metric labels.
+
+Two mechanisms, both derived from the same list of sensitive names:
+
+* by name: a mapping key (header, JSON field, frame local, span attribute) whose
+  normalised name is sensitive has its value replaced by ``[Filtered]``;
+* by value: free text (URLs, query strings, SQL, exception messages) is searched with one
+  pre-compiled regex for ``key=value`` / ``key: value`` pairs whose key is sensitive,
+  ``Authorization``/``Cookie`` header lines, bearer/basic credentials, JWTs, well-known
+  API key formats, credentials in URLs and Luhn-valid card numbers.
+
+The replacement never keeps any part of the secret. Trace ids, span ids, route templates
+and status codes are never touched, so the trace stays joinable across sinks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import decimal
+import enum
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import Link, Status
+from opentelemetry.util.types import AttributeValue
+from sentry_sdk.utils import AnnotatedValue
+
+_log = logging.getLogger(__name__)
+
+FILTERED = "[Filtered]"
+DEFAULT_MAX_LENGTH = 8 * 1024
+LABEL_MAX_LENGTH = 256
+# Text beyond the kept part that is still scanned, so a secret straddling the cut is
+# recognised whole and replaced instead of leaving its first characters behind.
+_SCAN_SLACK = 1024
+_MAX_DEPTH = 48
+
+DEFAULT_NAMES = frozenset({
+    # headers
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
+    "x-auth-token", "x-csrf-token", "x-xsrf-token",
+    # client addresses are PII (send_default_pii is off)
+    "x-forwarded-for", "x-real-ip", "remote_addr",
+    # fields
+    "password", "passwd", "pwd", "passphrase", "api_key", "apikey", "api-key",
+    "x_api_key", "secret", "client_secret", "token", "access_token", "refresh_token",
+    "id_token", "private_key", "auth", "credentials", "session", "sessionid",
+    "session_id", "csrf", "csrftoken", "xsrf", "cookies", "dsn", "jwt", "signature",
+    "card_number", "cardnumber", "credit_card", "cvv", "cvc",
+})
+# Any name containing one of these is sensitive (``db_password``, ``stripe_api_key``).
+DEFAULT_FRAGMENTS = frozenset({
+    "password", "passwd", "secret", "apikey", "privatekey", "accesstoken",
+    "refreshtoken", "authtoken", "sessiontoken",
+})
+# Any name ending with one of these is sensitive (``github_token``), but not
+# ``max_tokens`` / ``input_tokens``, which an LLM platform records everywhere.
+DEFAULT_SUFFIXES = frozenset({"token", "cookie", "sessionid", "dsn"})
+
+# Keys whose values are never scrubbed nor truncated: they join the sinks together.
+PRESERVED_KEYS = frozenset({
+    "trace_id", "span_id", "parent_span_id", "traceId", "spanId", "parentSpanId",
+    "event_id", "http.route", "http.status_code", "http.response.status_code",
+    "status_code", "otel.status_code",
+})
+# Sentry event sections that never hold user data; skipping them keeps scrubbing cheap.
+_EVENT_SKIP = frozenset({"_meta", "sdk", "modules", "debug_meta", "event_id"})
+# Attribute values where the end matters most (the innermost frame, the message).
+_TAIL_KEYS = frozenset({"exception.stacktrace"})
+_SAFE_SCALARS = (bool, int, float, _dt.date, _dt.time, _dt.timedelta, decimal.Decimal,
+                 uuid.UUID, enum.Enum)
+_PLACEHOLDER = re.compile(r"\?|%s|%\(\w+\)s|\$\d+|:\w+|\{\w*\}")
+
+
+def normalise_name(name: str) -> str:
+    """``X-API-Key`` / ``x_api_key`` / ``ApiKey`` all become ``xapikey``-style keys."""
+    return name.lower().replace("-", "").replace("_", "")
+
+
+def _name_regex(norm: str) -> str:
+    # Text spells a name with or without - and _ anywhere, like the dict-key check.
+    return "[-_]*".join(re.escape(c) for c in norm)
+
+
+def _alternation(names: Iterable[str]) -> str:
+    return "|".join(_name_regex(n) for n in sorted(names, key=len, reverse=True))
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _build_regex(names: frozenset[str], fragments: frozenset[str],
+                 suffixes: frozenset[str]) -> re.Pattern[str]:
+    key_parts = [f"(?:{_alternation(names)})"]
+    if fragments:
+        key_parts.append(rf"[\w-]*(?:{_alternation(fragments)})[\w-]*")
+    if suffixes:
+        key_parts.append(rf"[\w-]*(?:{_alternation(suffixes)})")
+    keys = "|".join(key_parts)
+    return re.compile(
+        # Header lines: the whole rest of the line is the credential (a Cookie line holds
+        # several pairs, a Digest header several fields).
+        r"(?<![\w-])(?:(?:proxy[-_]?)?authorization|(?:set[-_]?)?cookie)"
+        r"\s*:[ \t]*(?![\"'\s])(?P<hdr_val>[^\r\n]+)"
+        # key=value / key: value / "key": "value" / 'key': 'value' with a sensitive key
+        rf"|(?P<kv>(?<![\w-])(?:--?)?(?P<kq>\\?[\"']?)(?:{keys})(?P=kq)\s*(?:=|:(?!//))[ \t]*"
+        r"(?:(?P<vq>\\?[\"'])(?P<qv>(?:\\.|.)*?)(?:(?P=vq)|(?=[\r\n])|\Z)"
+        r"|(?P<uv>(?:(?:bearer|basic|digest|negotiate|token)[ \t]+)?"
+        r"[^\s&;,\"'<>(){}\[\]\\]+)))"
+        r"|(?P<url>\b[a-z][a-z0-9+.\-]*://)[^\s/@?#\"'<>]+@"
+        r"|(?P<bearer>(?<![\w-])bearer[ \t]+)[\w\-.~+/]+=*"
+        r"|(?P<basic>(?<![\w-])basic[ \t]+)[a-z0-9+/]{8,}=*"
+        r"|(?P<jwt>\beyJ[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*)"
+        r"|(?P<known>\b(?:sk|pk|rk)_(?:live|test)_[0-9a-z]{10,}|\bgh[pousr]_[0-9a-z]{30,}"
+        r"|\bakia[0-9a-z]{16}\b|\bsk-[\w-]{20,}|\bxox[baprs]-[\w-]{10,}|\bglpat-[\w-]{20,})"
+        r"|(?P<card>(?<![\w.\-])(?:\d[ -]?){12,18}\d(?![\w\-]))",
+        re.IGNORECASE,
+    )
+
+
+def _replace(m: re.Match[str]) -> str:
+    kind = m.lastgroup
+    text = m.group(0)
+    start = m.start()
+    if kind == "hdr_val":  # the last group to close in the header alternative
+        return text[: m.start("hdr_val") - start] + FILTERED
+    if kind == "kv":
+        if m.group("uv") is not None:
+            if _PLACEHOLDER.fullmatch(m.group("uv")):  # SQL bind parameter, not a secret
+                return text
+            return text[: m.start("uv") - start] + FILTERED
+        value = m.group("qv")
+        if not value or _PLACEHOLDER.fullmatch(value):
+            return text
+        return text[: m.start("qv") - start] + FILTERED + text[m.end("qv") - start:]
+    if kind == "basic":
+        token = text[len(m.group("basic")):]
+        # base64 credentials, not prose like "Basic authentication failed"
+        if not (re.search(r"[0-9+/=]", token)
+                or (len(token) % 4 == 0 and token.lower() != token != token.upper())):
+            return text
+    if kind in ("url", "bearer", "basic"):
+        prefix = m.group(kind)
+        return prefix + FILTERED + ("@" if kind == "url" else "")
+    if kind == "card":
+        digits = re.sub(r"\D", "", text)
+        if 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn_ok(digits):
+            return FILTERED
+        return text
+    return FILTERED  # jwt, known API key formats
+
+
+@dataclasses.dataclass(frozen=True)
+class ScrubbingPolicy:
+    """What counts as sensitive, and how long a string may be before it is truncated.
+
+    ``names`` match whole (normalised) names; ``fragments`` match anywhere inside a
+    name; ``suffixes`` match its end; ``patterns`` are extra regexes whose every match
+    is replaced. ``keep_user_email``: the Sentry ``user.email`` is scrubbed by default
+    because ``send_default_pii`` is off; set it to send the address the app sets.
+    """
+
+    names: frozenset[str] = DEFAULT_NAMES
+    fragments: frozenset[str] = DEFAULT_FRAGMENTS
+    suffixes: frozenset[str] = DEFAULT_SUFFIXES
+    patterns: tuple[str, ...] = ()
+    max_length: int = DEFAULT_MAX_LENGTH
+    keep_user_email: bool = False
+    _regex: re.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
+    _extra: tuple[re.Pattern[str], ...] = dataclasses.field(
+        init=False, repr=False, compare=False)
+    _cache: dict[str, bool] = dataclasses.field(
+        init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.max_length < 64:
+            raise ValueError(f"max_length must be at least 64, got {self.max_length}")
+        norm = {f: frozenset(normalise_name(n) for n in getattr(self, f) if n)
+                for f in ("names", "fragments", "suffixes")}
+        extra = []
+        for pattern in self.patterns:
+            try:
+                extra.append(re.compile(pattern))
+            except re.error as exc:
+                raise ValueError(f"invalid scrub pattern {pattern!r}: {exc}") from exc
+        for field, value in norm.items():
+            object.__setattr__(self, field, value)
+        object.__setattr__(self, "patterns", tuple(self.patterns))
+        object.__setattr__(self, "_regex", _build_regex(
+            norm["names"], norm["fragments"], norm["suffixes"]))
+        object.__setattr__(self, "_extra", tuple(extra))
+        object.__setattr__(self, "_cache", {})
+
+    @classmethod
+    def default(cls) -> ScrubbingPolicy:
+        return _default_policy()
+
+    @classmethod
+    def from_lists(cls, fields: Iterable[str] = (), patterns: Iterable[str] = (), *,
+                   replace_defaults: bool = False, max_length: int = DEFAULT_MAX_LENGTH,
+                   keep_user_email: bool = False) -> ScrubbingPolicy:
+        """Build from plain lists (``TELEMETRY_SCRUB_FIELDS`` / ``_PATTERNS``).
+
+        The fields add to the defaults unless ``replace_defaults`` is set, in which case
+        they are the only sensitive names (fragments and suffixes are dropped too).
+        """
+        fields = [f.strip() for f in fields if f.strip()]
+        if replace_defaults:
+            return cls(names=frozenset(fields), fragments=frozenset(),
+                       suffixes=frozenset(), patterns=tuple(patterns),
+                       max_length=max_length, keep_user_email=keep_user_email)
+        return dataclasses.replace(cls.default(), max_length=max_length,
+                                   keep_user_email=keep_user_email).extend(
+                                       names=fields, patterns=patterns)
+
+    @classmethod
+    def from_settings(cls, scrub_fields: Iterable[str] = (),
+                      scrub_patterns: Iterable[str] = ()) -> ScrubbingPolicy:
+        """``TELEMETRY_SCRUB_FIELDS`` / ``TELEMETRY_SCRUB_PATTERNS`` on top of the defaults."""
+        return cls.from_lists(scrub_fields, scrub_patterns)
+
+    def extend(self, names: Iterable[str] = (), patterns: Iterable[str] = (),
+               fragments: Iterable[str] = ()) -> ScrubbingPolicy:
+        return dataclasses.replace(
+            self, names=self.names | frozenset(names),
+            fragments=self.fragments | frozenset(fragments),
+            patterns=self.patterns + tuple(p for p in patterns if p))
+
+    # -- names and text -------------------------------------------------------------
+
+    def is_sensitive_name(self, name: str) -> bool:
+        hit = self._cache.get(name)
+        if hit is None:
+            norm = normalise_name(name)
+            last = norm.rsplit(".", 1)[-1]
+            hit = (norm in self.names or last in self.names
+                   or any(f in norm for f in self.fragments)
+                   or norm.endswith(tuple(self.suffixes))
+                   # bind parameters are opt-in in OTel and may hold any user data
+                   or (norm.startswith("db.") and ".parameter" in norm))
+            if len(self._cache) > 4096:  # keys can be attacker-chosen: stay bounded
+                self._cache.clear()
+            self._cache[name] = hit
+        return hit
+
+    def scrub_text(self, text: str, *, truncate: bool = True, tail: bool = False) -> str:
+        """Replace secrets in free text; strings over ``max_length`` are truncated."""
+        limit = self.max_length
+        too_long = truncate and len(text) > limit
+        work = text
+        if too_long:
+            work = text[-(limit + _SCAN_SLACK):] if tail else text[: limit + _SCAN_SLACK]
+        out = self._regex.sub(_replace, work)
+        for pattern in self._extra:
+            out = pattern.sub(FILTERED, out)
+        if too_long:
+            marker = f"[truncated, {len(text)} chars]"
+            out = f"{marker}...{out[-limit:]}" if tail else f"{out[:limit]}...{marker}"
+        return text if out == text else out
+
+    def scrub_label_value(self, value: str) -> str:
+        """Metric label value: scrubbed and kept short (labels are indexed)."""
+        out = self.scrub_text(value)
+        return out if len(out) <= LABEL_MAX_LENGTH else out[:LABEL_MAX_LENGTH] + "..."
+
+    # -- JSON-like values -----------------------------------------------------------
+
+    def scrub_value(self, value: Any, _depth: int = 0) -> Any:
+        """Scrub any JSON-like value; returns the same object when nothing changed."""
+        if isinstance(value, str):
+            return self.scrub_text(value)
+        if value is None or isinstance(value, _SAFE_SCALARS):
+            return value
+        if _depth >= _MAX_DEPTH:
+            return FILTERED  # also ends reference cycles in hand-built input
+        if isinstance(value, Mapping):
+            return self._scrub_mapping(value, _depth)
+        if isinstance(value, (list, tuple)):
+            if (len(value) == 2 and isinstance(value[0], str) and value[1] not in (None, "")
+                    and self.is_sensitive_name(value[0])):  # [name, value] pair
+                pair = [value[0], self._filter(value[1])]
+                return pair if isinstance(value, list) else tuple(pair)
+            return self._scrub_items(value, _depth)
+        if isinstance(value, AnnotatedValue):
+            inner = self.scrub_value(value.value, _depth + 1)
+            return value if inner is value.value else AnnotatedValue(inner, value.metadata)
+        if isinstance(value, (bytes, bytearray)):
+            decoded = bytes(value).decode("utf-8", "replace")
+            out = self.scrub_text(decoded)
+            return value if out == decoded else out
+        if isinstance(value, (set, frozenset)):
+            return self._scrub_items(list(value), _depth)
+        try:  # an object the serializer would repr later: check that text
+            text = str(value)
+        except Exception:
+            return FILTERED
+        out = self.scrub_text(text)
+        return value if out == text else out
+
+    def _scrub_items(self, items: list[Any] | tuple[Any, ...], depth: int) -> Any:
+        out = [self.scrub_value(v, depth + 1) for v in items]
+        for i, item in enumerate(items[:-1]):
+            # argv style ["--password", "hunter2"]: the flag names the next item
+            if (isinstance(item, str) and item.startswith("-") and len(item) < 64
+                    and self.is_sensitive_name(item.lstrip("-"))):
+                out[i + 1] = self._filter(items[i + 1])
+        if all(a is b for a, b in zip(out, items, strict=True)):
+            return items
+        return tuple(out) if isinstance(items, tuple) else out
+
+    def _scrub_mapping(self, mapping: Mapping[Any, Any], depth: int) -> Any:
+        out: dict[Any, Any] = {}
+        changed = False
+        for key, value in mapping.items():
+            name = key if isinstance(key, str) else str(key)
+            if name in PRESERVED_KEYS:
+                new = value
+            elif self.is_sensitive_name(name):
+                new = self._filter(value)
+            else:
+                new = self.scrub_value(value, depth + 1)
+            changed = changed or new is not value
+            out[key] = new
+        return out if changed else mapping
+
+    def _filter(self, value: Any) -> Any:
+        """Value under a sensitive name: gone entirely, keeping the container shape."""
+        if value is None or value == "" or isinstance(value, bool):
+            return value
+        if isinstance(value, Mapping):
+            return {k: self._filter(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            items = [self._filter(v) for v in value]
+            return tuple(items) if isinstance(value, tuple) else items
+        return FILTERED
+
+    # -- Sentry hooks -----------------------------------------------------------------
+
+    def scrub_event(self, event: Any, hint: Any = None) -> Any:
+        """``before_send`` / ``before_send_transaction``: returns the scrubbed event."""
+        if not isinstance(event, dict):
+            return self.scrub_value(event)
+        try:
+            out: dict[str, Any] = {}
+            for key, value in event.items():
+                if key in _EVENT_SKIP:
+                    out[key] = value
+                elif key == "user":
+                    out[key] = self._scrub_user(value)
+                elif key == "logentry" and isinstance(value, Mapping):
+                    out[key] = self._scrub_logentry(value)
+                else:
+                    out[key] = self.scrub_value(value)
+            return out
+        except Exception:  # never lose an error to the scrubber; never send it raw
+            _log.debug("scrubbing failed; sending a reduced event", exc_info=True)
+            keep = ("event_id", "timestamp", "level", "platform", "type", "release",
+                    "environment", "transaction")
+            return {k: event[k] for k in keep if k in event} | {"message": FILTERED}
+
+    def scrub_breadcrumb(self, crumb: Any, hint: Any = None) -> Any:
+        """``before_breadcrumb``: message, data (http breadcrumb URLs and queries)."""
+        return self.scrub_value(crumb)
+
+    def _scrub_user(self, user: Any) -> Any:
+        if not isinstance(user, Mapping):
+            return self.scrub_value(user)
+        user = {k: v for k, v in user.items() if k != "ip_address"}
+        if not self.keep_user_email and user.get("email"):
+            user["email"] = FILTERED
+        return self.scrub_value(user)
+
+    def _scrub_logentry(self, entry: Mapping[str, Any]) -> Any:
+        out = self._scrub_mapping(entry, 0)
+        formatted, params = entry.get("formatted"), out.get("params")
+        if (isinstance(formatted, str) and isinstance(params, (list, tuple))
+                and out.get("formatted") != formatted):
+            # A secret may be split over params ("%s=%s", "password", "hunter2"): a
+            # param that no longer shows in the scrubbed text was (part of) a secret.
+            kept = str(out.get("formatted"))
+            out = dict(out)
+            out["params"] = [p if str(p) in kept else FILTERED for p in params]
+        return out
+
+    # -- span attributes ----------------------------------------------------------------
+
+    def scrub_attributes(
+        self, attributes: Mapping[str, AttributeValue] | None,
+    ) -> dict[str, AttributeValue] | None:
+        """Scrubbed copy of OTel attributes, or None when nothing needed to change."""
+        changed: dict[str, AttributeValue] | None = None
+        for key, value in (attributes or {}).items():
+            if key in PRESERVED_KEYS:
+                continue
+            new: AttributeValue
+            if isinstance(value, str):
+                new = (FILTERED if value and self.is_sensitive_name(key)
+                       else self.scrub_text(value, tail=key in _TAIL_KEYS))
+            elif isinstance(value, Sequence) and value and isinstance(value[0], str):
+                if self.is_sensitive_name(key):
+                    new = tuple(FILTERED for _ in value)
+                else:
+                    scrubbed = [self.scrub_text(v) if isinstance(v, str) else v
+                                for v in value]
+                    new = value if scrubbed == list(value) else tuple(scrubbed)
+            else:
+                continue  # numbers and booleans carry no secrets
+            if new is not value and new != value:
+                if changed is None:
+                    changed = dict(attributes or {})
+                changed[key] = new
+        return changed
+
+    def scrub_span(self, span: ReadableSpan) -> ReadableSpan:
+        """The span itself when clean; otherwise a scrubbed ``ReadableSpan`` copy."""
+        attrs = self.scrub_attributes(span.attributes)
+        events, events_changed = [], False
+        for ev in span.events:
+            ev_attrs = self.scrub_attributes(ev.attributes)
+            if ev_attrs is not None:
+                events_changed = True
+                ev = Event(ev.name, ev_attrs, ev.timestamp)
+            events.append(ev)
+        links, links_changed = [], False
+        for link in span.links:
+            link_attrs = self.scrub_attributes(link.attributes)
+            if link_attrs is not None:
+                links_changed = True
+                link = Link(link.context, link_attrs)
+            links.append(link)
+        name = self.scrub_text(span.name)
+        status = span.status
+        if status.description:
+            description = self.scrub_text(status.description)
+            if description is not status.description:
+                status = Status(status.status_code, description)
+        if (attrs is None and not events_changed and not links_changed
+                and name is span.name and status is span.status):
+            return span
+        bounded = BoundedAttributes(None, attrs if attrs is not None else span.attributes)
+        bounded.dropped = span.dropped_attributes  # keep the counts the exporter reports
+        event_list = BoundedList.from_seq(None, events)
+        event_list.dropped = span.dropped_events
+        link_list = BoundedList.from_seq(None, links)
+        link_list.dropped = span.dropped_links
+        return ReadableSpan(
+            name=name, context=span.context, parent=span.parent, resource=span.resource,
+            attributes=bounded, events=event_list, links=link_list, kind=span.kind,
+            status=status, start_time=span.start_time, end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+
+@lru_cache(maxsize=1)
+def _default_policy() -> ScrubbingPolicy:
+    return ScrubbingPolicy()
+
+
+class ScrubbingSpanExporter(SpanExporter):
+    """Wraps any ``SpanExporter`` (OTLP to Jaeger, OTLP to Sentry) and scrubs first.
+
+    Span attributes cannot change after a span ends, so scrubbing belongs here, on the
+    export path. Clean spans are passed through as they are; only spans that need a
+    change are copied.
+    """
+
+    def __init__(self, wrapped: SpanExporter, policy: ScrubbingPolicy | None = None) -> None:
+        self._wrapped = wrapped
+        self._policy = policy or ScrubbingPolicy.default()
+
+    @property
+    def wrapped(self) -> SpanExporter:
+        return self._wrapped
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        scrubbed = [self._policy.scrub_span(span) for span in spans]
+        if all(a is b for a, b in zip(scrubbed, spans, strict=True)):
+            return self._wrapped.export(spans)
+        return self._wrapped.export(scrubbed)
+
+    def shutdown(self) -> None:
+        self._wrapped.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._wrapped.force_flush(timeout_millis)
+
+
+# Module-level helpers using the default policy, for callers without one at hand.
+def scrub_text(text: str) -> str:
+    return ScrubbingPolicy.default().scrub_text(text)
+
+
+def scrub_label_value(value: str) -> str:
+    return ScrubbingPolicy.default().scrub_label_value(value)
+
+
+def scrub_event(event: Any, hint: Any = None) -> Any:
+    return ScrubbingPolicy.default().scrub_event(event, hint)
+
+
+def scrub_breadcrumb(crumb: Any, hint: Any = None) -> Any:
+    return ScrubbingPolicy.default().scrub_breadcrumb(crumb, hint)
+
+
+def scrub_attributes(
+    attributes: Mapping[str, AttributeValue] | None,
+) -> dict[str, AttributeValue] | None:
+    return ScrubbingPolicy.default().scrub_attributes(attributes)

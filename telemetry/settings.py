@@ -1,0 +1,374 @@
+"""The configuration contract: one pydantic-settings model, read once at start.
+
+Every environment variable the library honours is declared here and nowhere else.
+Fields come from the environment (and a ``.env`` file) when not given in code.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = [
+    "Environment",
+    "Profile",
+    "SentryTracesMode",
+    "TelemetryConfigError",
+    "TelemetrySettings",
+    "load_settings",
+]
+
+DEFAULT_SERVICE_NAME = "agentic-platform"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class SentryTracesMode(StrEnum):
+    OTLP = "otlp"
+    ENVELOPE = "envelope"
+    OFF = "off"
+
+
+class TelemetryConfigError(ValueError):
+    """Raised at start when a setting is invalid; the message names the variable."""
+
+
+#: Called with the sampling inputs of a root span; returns a rate in [0, 1] or None to
+#: fall through to the profile's rate.
+TracesSampler = Callable[[Mapping[str, Any]], float | None]
+BeforeSend = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None]
+
+
+def _csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class TelemetrySettings(BaseSettings):
+    """Everything ``setup_telemetry`` needs; field aliases are the public env names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=False,
+        arbitrary_types_allowed=True,
+    )
+
+    environment: Environment = Field(
+        Environment.DEVELOPMENT, validation_alias=_env("ENVIRONMENT", "environment")
+    )
+    sentry_dsn: SecretStr | None = Field(
+        None, validation_alias=_env("SENTRY_DSN", "sentry_dsn")
+    )
+    service_name: str = Field(
+        DEFAULT_SERVICE_NAME, validation_alias=_env("OTEL_SERVICE_NAME", "service_name")
+    )
+    service_version: str | None = Field(
+        None, validation_alias=_env("SERVICE_VERSION", "service_version")
+    )
+    otlp_endpoint: str | None = Field(
+        None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_endpoint")
+    )
+    otlp_traces_endpoint: str | None = Field(
+        None,
+        validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otlp_traces_endpoint"),
+    )
+    otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
+        "http/protobuf",
+        validation_alias=_env("OTEL_EXPORTER_OTLP_PROTOCOL", "otlp_protocol"),
+    )
+    sentry_traces: SentryTracesMode = Field(
+        SentryTracesMode.OTLP, validation_alias=_env("TELEMETRY_SENTRY_TRACES", "sentry_traces")
+    )
+    traces_sample_rate: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        validation_alias=_env("TELEMETRY_TRACES_SAMPLE_RATE", "traces_sample_rate"),
+    )
+    profiles_sample_rate: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        validation_alias=_env("TELEMETRY_PROFILES_SAMPLE_RATE", "profiles_sample_rate"),
+    )
+    errors_sample_rate: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        validation_alias=_env("TELEMETRY_ERRORS_SAMPLE_RATE", "errors_sample_rate"),
+    )
+    critical_routes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/api/v1/agents/execute"],
+        validation_alias=_env("TELEMETRY_CRITICAL_ROUTES", "critical_routes"),
+    )
+    excluded_routes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/health/*", "/metrics"],
+        validation_alias=_env("TELEMETRY_EXCLUDED_ROUTES", "excluded_routes"),
+    )
+    asyncio_coroutines: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_env("TELEMETRY_ASYNCIO_COROUTINES", "asyncio_coroutines"),
+    )
+    metrics_enabled: bool = Field(
+        True, validation_alias=_env("TELEMETRY_METRICS", "metrics_enabled")
+    )
+    metrics_path: str = Field(
+        "/metrics", validation_alias=_env("TELEMETRY_METRICS_PATH", "metrics_path")
+    )
+    apdex_threshold_seconds: float = Field(
+        0.5,
+        gt=0.0,
+        validation_alias=_env("TELEMETRY_APDEX_THRESHOLD_SECONDS", "apdex_threshold_seconds"),
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", validation_alias=_env("TELEMETRY_LOG_FORMAT", "log_format")
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", validation_alias=_env("TELEMETRY_LOG_LEVEL", "log_level")
+    )
+    scrub_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("TELEMETRY_SCRUB_FIELDS", "scrub_fields")
+    )
+    scrub_patterns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_env("TELEMETRY_SCRUB_PATTERNS", "scrub_patterns"),
+    )
+    file_sink_dir: Path | None = Field(
+        None, validation_alias=_env("TELEMETRY_FILE_SINK_DIR", "file_sink_dir")
+    )
+    span_queue_size: int = Field(
+        2048, ge=1, validation_alias=_env("TELEMETRY_SPAN_QUEUE_SIZE", "span_queue_size")
+    )
+    export_timeout_seconds: float = Field(
+        5.0,
+        gt=0.0,
+        validation_alias=_env("TELEMETRY_EXPORT_TIMEOUT_SECONDS", "export_timeout_seconds"),
+    )
+    shutdown_timeout_seconds: float = Field(
+        5.0,
+        gt=0.0,
+        validation_alias=_env("TELEMETRY_SHUTDOWN_TIMEOUT_SECONDS", "shutdown_timeout_seconds"),
+    )
+    # Code-only hooks: a callable cannot come from the environment.
+    traces_sampler: TracesSampler | None = Field(None, exclude=True)
+    before_send: BeforeSend | None = Field(None, exclude=True)
+
+    @field_validator(
+        "critical_routes",
+        "excluded_routes",
+        "scrub_fields",
+        "scrub_patterns",
+        "asyncio_coroutines",
+        mode="before",
+    )
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        return _csv(value)
+
+    @field_validator("environment", "sentry_traces", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("sentry_dsn", mode="before")
+    @classmethod
+    def _empty_dsn_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("sentry_dsn")
+    @classmethod
+    def _dsn_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_dsn(value.get_secret_value())
+        return value
+
+    @field_validator("otlp_endpoint", "otlp_traces_endpoint", mode="before")
+    @classmethod
+    def _endpoint_is_url(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str):
+            parts = urlsplit(value.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an http(s) URL such as http://jaeger:4318")
+            return value.strip()
+        return value
+
+    @model_validator(mode="after")
+    def _version_default(self) -> TelemetrySettings:
+        if not self.service_version:
+            self.service_version = _installed_version(self.service_name)
+        return self
+
+    # -- derived values -------------------------------------------------------------
+
+    @property
+    def release(self) -> str:
+        return f"{self.service_name}@{self.service_version}"
+
+    @property
+    def jaeger_traces_endpoint(self) -> str | None:
+        """The OTLP traces URL, with the standard OTel meaning of both variables."""
+        if self.otlp_traces_endpoint:
+            return self.otlp_traces_endpoint
+        if not self.otlp_endpoint:
+            return None
+        if self.otlp_protocol == "grpc":
+            return self.otlp_endpoint
+        return self.otlp_endpoint.rstrip("/") + "/v1/traces"
+
+    @property
+    def profile(self) -> Profile:
+        return Profile.resolve(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What is on, once the environment's defaults and the overrides are combined."""
+
+    environment: Environment
+    sentry_enabled: bool
+    sentry_disabled_reason: str | None
+    traces_sample_rate: float
+    profiles_sample_rate: float
+    export_traces: bool
+
+    @classmethod
+    def resolve(cls, settings: TelemetrySettings) -> Profile:
+        env = settings.environment
+        has_span_sink = bool(
+            settings.jaeger_traces_endpoint or settings.file_sink_dir or settings.sentry_dsn
+        )
+        has_event_sink = bool(settings.sentry_dsn or settings.file_sink_dir)
+        reason: str | None = None
+        if env is Environment.DEVELOPMENT:
+            sentry_enabled = False
+            reason = "development profile" if has_event_sink else "no SENTRY_DSN"
+            export = bool(settings.jaeger_traces_endpoint or settings.file_sink_dir)
+            default_traces = 1.0 if export else 0.0
+            default_profiles = 0.0
+        else:
+            sentry_enabled = has_event_sink
+            reason = None if sentry_enabled else "no SENTRY_DSN"
+            export = has_span_sink
+            default_traces = 1.0 if env is Environment.STAGING else 0.1
+            default_profiles = default_traces
+        traces = settings.traces_sample_rate
+        profiles = settings.profiles_sample_rate
+        return cls(
+            environment=env,
+            sentry_enabled=sentry_enabled,
+            sentry_disabled_reason=reason,
+            traces_sample_rate=default_traces if traces is None else traces,
+            profiles_sample_rate=(
+                default_profiles if profiles is None or not sentry_enabled else profiles
+            ),
+            export_traces=export,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDsn:
+    scheme: str
+    public_key: str
+    host: str
+    path_prefix: str
+    project_id: str
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://{self.host}{self.path_prefix}"
+
+    @property
+    def redacted(self) -> str:
+        """The DSN without its key: safe for logs."""
+        return f"{self.scheme}://***@{self.host}{self.path_prefix}/{self.project_id}"
+
+    @property
+    def otlp_traces_url(self) -> str:
+        return f"{self.base_url}/api/{self.project_id}/integration/otlp/v1/traces"
+
+
+def parse_dsn(dsn: str) -> ParsedDsn:
+    """Parse a Sentry DSN; ValueError with the reason when it is malformed."""
+    parts = urlsplit(dsn.strip())
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("must start with https:// or http://")
+    if not parts.username:
+        raise ValueError("has no public key (expected https://<key>@<host>/<project id>)")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    path = parts.path.rstrip("/")
+    prefix, _, project_id = path.rpartition("/")
+    if not project_id.isdigit():
+        raise ValueError("must end with a numeric project id")
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return ParsedDsn(parts.scheme, parts.username, host, prefix, project_id)
+
+
+def _installed_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def load_settings(**overrides: Any) -> TelemetrySettings:
+    """Build settings from the environment, turning validation errors into one clear
+    ``TelemetryConfigError`` that names each variable and what it accepts."""
+    try:
+        return TelemetrySettings(**overrides)
+    except ValidationError as exc:
+        raise TelemetryConfigError(_describe(exc)) from None
+
+
+_FIELD_TO_ENV = {
+    name: (
+        field.validation_alias.choices[0]
+        if isinstance(field.validation_alias, AliasChoices)
+        else name
+    )
+    for name, field in TelemetrySettings.model_fields.items()
+}
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid telemetry configuration:"]
+    for error in exc.errors(include_url=False):
+        loc = error.get("loc") or ("settings",)
+        field = str(loc[0])
+        env_name = _FIELD_TO_ENV.get(field, field)
+        value = error.get("input")
+        shown = "<secret>" if "dsn" in env_name.lower() else repr(value)
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"  {env_name}={shown}: {message}")
+    return "\n".join(lines)

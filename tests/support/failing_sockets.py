@@ -1,0 +1,139 @@
+"""Real misbehaving endpoints on 127.0.0.1 for resilience tests: a listener that never
+answers, an HTTP server that answers late, and a port that refuses connections."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.support.net import LOOPBACK, BackgroundHTTPServer
+from tests.support.otlp_receiver import read_request_body
+
+
+@dataclass
+class Endpoint:
+    """Where a misbehaving server listens."""
+
+    host: str
+    port: int
+    accepted_connections: list[socket.socket] = field(default_factory=list, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as scrape targets and gRPC endpoints are written."""
+        return f"{self.host}:{self.port}"
+
+
+@contextlib.contextmanager
+def blackhole_listener() -> Iterator[Endpoint]:
+    """Accept TCP connections and never read from nor write to them.
+
+    Clients see a completed connect and then silence until their own timeout fires: the
+    failure mode of a hung collector or a firewall that drops packets after the handshake.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((LOOPBACK, 0))
+    listener.listen(128)
+    listener.settimeout(0.1)  # lets the accept loop notice the stop request
+    endpoint = Endpoint(LOOPBACK, listener.getsockname()[1])
+    stopping = threading.Event()
+
+    def accept_forever() -> None:
+        while not stopping.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            # Held open (and unread) until the context exits, so the peer never sees EOF.
+            endpoint.accepted_connections.append(connection)
+
+    acceptor = threading.Thread(target=accept_forever, name="blackhole-accept", daemon=True)
+    acceptor.start()
+    try:
+        yield endpoint
+    finally:
+        stopping.set()
+        acceptor.join(timeout=2)
+        for connection in endpoint.accepted_connections:
+            connection.close()
+        listener.close()
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: request lines on stderr would drown pytest's output."""
+
+    def _answer_late(self) -> None:
+        server: SlowHTTPServer = self.server.owner  # type: ignore[attr-defined]
+        if self.command in ("POST", "PUT", "PATCH"):
+            read_request_body(self)
+        server.count_request()
+        time.sleep(server.delay_s)
+        body = b"{}"
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up waiting, which is precisely what these tests provoke.
+            return
+
+    do_GET = _answer_late
+    do_POST = _answer_late
+    do_PUT = _answer_late
+
+
+class SlowHTTPServer(BackgroundHTTPServer):
+    """Answers every request 200 ``{}``, but only after ``delay_s`` seconds."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(_SlowHandler)
+        self.delay_s = delay_s
+        self._lock = threading.Lock()
+        self._request_count = 0
+
+    def count_request(self) -> None:
+        with self._lock:
+            self._request_count += 1
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return self._request_count
+
+
+@contextlib.contextmanager
+def slow_http_server(delay_s: float) -> Iterator[SlowHTTPServer]:
+    with SlowHTTPServer(delay_s) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[Endpoint]:
+    """A 127.0.0.1 port where every connect is refused.
+
+    The port stays bound (without ``listen``) for the duration, so the kernel answers RST
+    and no other process can start listening there meanwhile.
+    """
+    reservation = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    reservation.bind((LOOPBACK, 0))
+    try:
+        yield Endpoint(LOOPBACK, reservation.getsockname()[1])
+    finally:
+        reservation.close()

@@ -1,0 +1,513 @@
+"""Prometheus metrics: a real FastAPI app, a real OTel TracerProvider, real PostgreSQL, Redis
+and a real local HTTP server for the dependency metrics."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import string
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import redis.asyncio
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import StreamingResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
+from opentelemetry.trace import SpanKind
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.samples import Exemplar
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from telemetry._cardinality import OVERFLOW, UNMATCHED, sql_operation
+from telemetry._multiprocess import ExemplarStore, bucket_bound, sample_key
+from telemetry.metrics import TelemetryMetrics, request_buckets
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def build_app(metrics: TelemetryMetrics, sampler: Sampler | None = None) -> tuple[FastAPI, Any]:
+    app = FastAPI()
+    agents = APIRouter(prefix="/agents")
+
+    @agents.get("/{agent_id}")
+    async def get_agent(agent_id: str) -> dict[str, str]:
+        return {"agent": agent_id}
+
+    app.include_router(agents, prefix="/api/v1")
+
+    @app.get("/items/{item_id:int}")
+    async def get_item(item_id: int) -> dict[str, int]:
+        return {"item": item_id}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    @app.get("/in-progress")
+    async def in_progress() -> dict[str, float | None]:
+        value = metrics.registry.get_sample_value(
+            "http_server_requests_in_progress", {"service": "svc", "method": "GET"}
+        )
+        return {"value": value}
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            for part in (b"a", b"b", b"c"):
+                yield part
+
+        return StreamingResponse(chunks())
+
+    sub = Starlette(routes=[Route("/x/{y}", lambda _: PlainTextResponse("ok"))])
+    app.mount("/tenants/{tenant}", sub)
+    metrics.install(app)
+    exporter = InMemorySpanExporter()
+    if sampler is not None:
+        provider = TracerProvider(sampler=sampler)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, exclude_spans=["send"])
+    return app, exporter
+
+
+def client(app: Any) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+def requests_total(metrics: TelemetryMetrics, route: str, status: str, method: str = "GET") -> Any:
+    labels = {"service": "svc", "method": method, "route": route, "status_code": status}
+    return metrics.registry.get_sample_value("http_server_requests_total", labels)
+
+
+def series(metrics: TelemetryMetrics, name: str) -> int:
+    return sum(1 for family in metrics.registry.collect() for s in family.samples if s.name == name)
+
+
+def openmetrics_samples(body: str, name: str) -> list[Any]:
+    return [s for f in text_string_to_metric_families(body) for s in f.samples if s.name == name]
+
+
+@pytest.mark.anyio
+async def test_route_label_is_the_template_and_unmatched_paths_share_one() -> None:
+    metrics = TelemetryMetrics("svc")
+    app, _ = build_app(metrics)
+    async with client(app) as c:
+        for path in ("/api/v1/agents/7", "/api/v1/agents/8", "/items/3", "/tenants/acme/x/1"):
+            assert (await c.get(path)).status_code == 200
+        assert (await c.get("/items/not-an-int")).status_code == 404
+        assert (await c.get("/no/such/path")).status_code == 404
+        assert (await c.post("/items/3")).status_code == 405
+    assert requests_total(metrics, "/api/v1/agents/{agent_id}", "200") == 2
+    assert requests_total(metrics, "/items/{item_id:int}", "200") == 1
+    assert requests_total(metrics, "/tenants/{tenant}/x/{y}", "200") == 1
+    assert requests_total(metrics, UNMATCHED, "404") == 2
+    assert requests_total(metrics, "/items/{item_id:int}", "405", method="POST") == 1
+    # The scrapes themselves are never counted.
+    async with client(app) as c:
+        await c.get("/metrics")
+    assert "/metrics" not in (await _text(app))
+
+
+async def _text(app: Any, accept: str | None = None) -> str:
+    async with client(app) as c:
+        response = await c.get("/metrics", headers={"accept": accept} if accept else {})
+    assert response.status_code == 200
+    return response.text
+
+
+@pytest.mark.anyio
+async def test_exemplars_carry_the_sampled_server_span_ids() -> None:
+    metrics = TelemetryMetrics("svc")
+    app, exporter = build_app(metrics, ALWAYS_ON)
+    async with client(app) as c:
+        assert (await c.get("/api/v1/agents/7")).status_code == 200
+    server = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert len(server) == 1
+    expected = {
+        "trace_id": format(server[0].context.trace_id, "032x"),
+        "span_id": format(server[0].context.span_id, "016x"),
+    }
+    body = await _text(app, OPENMETRICS)
+    (total,) = [
+        s
+        for s in openmetrics_samples(body, "http_server_requests_total")
+        if s.labels["route"] == "/api/v1/agents/{agent_id}"
+    ]
+    assert total.exemplar is not None and total.exemplar.labels == expected
+    buckets = [
+        s
+        for s in openmetrics_samples(body, "http_server_request_duration_seconds_bucket")
+        if s.exemplar is not None
+    ]
+    assert [b.exemplar.labels for b in buckets] == [expected]
+
+
+@pytest.mark.anyio
+async def test_no_exemplar_for_unsampled_requests() -> None:
+    metrics = TelemetryMetrics("svc")
+    app, exporter = build_app(metrics, ALWAYS_OFF)
+    async with client(app) as c:
+        assert (await c.get("/api/v1/agents/7")).status_code == 200
+    assert exporter.get_finished_spans() == ()
+    body = await _text(app, OPENMETRICS)
+    assert requests_total(metrics, "/api/v1/agents/{agent_id}", "200") == 1
+    assert "# {" not in body
+    assert all(
+        s.exemplar is None
+        for name in ("http_server_requests_total", "http_server_request_duration_seconds_bucket")
+        for s in openmetrics_samples(body, name)
+    )
+
+
+@pytest.mark.anyio
+async def test_metrics_endpoint_negotiates_openmetrics_or_text() -> None:
+    app, _ = build_app(TelemetryMetrics("svc"), ALWAYS_ON)
+    async with client(app) as c:
+        await c.get("/items/1")
+        prometheus_accept = f"{OPENMETRICS};q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
+        om = await c.get("/metrics", headers={"accept": prometheus_accept})
+        text = await c.get("/metrics")
+        head = await c.head("/metrics")
+        post = await c.post("/metrics")
+    assert om.headers["content-type"].startswith("application/openmetrics-text")
+    assert om.text.endswith("# EOF\n") and "# {span_id=" in om.text
+    assert text.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "# EOF" not in text.text and "# {" not in text.text
+    assert 'http_server_requests_total{method="GET",route="/items/{item_id:int}"' in text.text
+    # The default registry is served too: the application's own metrics, process metrics.
+    assert "process_cpu_seconds_total" in text.text
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) > 0
+    assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
+
+
+@pytest.mark.anyio
+async def test_unhandled_exception_is_counted_and_reraised() -> None:
+    metrics = TelemetryMetrics("svc")
+    app, _ = build_app(metrics)
+    transport = httpx.ASGITransport(app, raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        with pytest.raises(RuntimeError, match="boom"):
+            await c.get("/boom")
+    assert requests_total(metrics, "/boom", "500") == 1
+    labels = {"service": "svc", "method": "GET", "route": "/boom", "exception_type": "RuntimeError"}
+    assert metrics.registry.get_sample_value("http_server_exceptions_total", labels) == 1
+
+
+@pytest.mark.anyio
+async def test_in_progress_gauge_and_streaming() -> None:
+    metrics = TelemetryMetrics("svc")
+    app, _ = build_app(metrics)
+    async with client(app) as c:
+        assert (await c.get("/in-progress")).json() == {"value": 1.0}
+        assert (await c.get("/stream")).content == b"abc"
+    gauge = {"service": "svc", "method": "GET"}
+    assert metrics.registry.get_sample_value("http_server_requests_in_progress", gauge) == 0
+    assert requests_total(metrics, "/stream", "200") == 1
+
+
+@pytest.mark.anyio
+async def test_pure_asgi_app_keeps_every_streamed_chunk() -> None:
+    metrics = TelemetryMetrics("svc")
+
+    async def raw_app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        for part in (b"1", b"2"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "BREW", "path": "/raw", "headers": [], "root_path": ""}
+    await metrics.asgi(raw_app)(scope, receive, send)
+    assert [m.get("body") for m in sent] == [None, b"1", b"2", b""]
+    # No router, no route: unmatched; an invented method is folded into OTHER.
+    assert requests_total(metrics, UNMATCHED, "201", method="OTHER") == 1
+
+
+@pytest.mark.anyio
+async def test_ten_thousand_random_paths_add_a_constant_number_of_series() -> None:
+    metrics = TelemetryMetrics("svc")
+    app, _ = build_app(metrics)
+    rng = random.Random(1234)
+
+    def word() -> str:
+        return "".join(rng.choices(string.ascii_lowercase + string.digits, k=12))
+
+    async with client(app) as c:
+        for _ in range(20):
+            await c.get(f"/{word()}/{word()}")
+            await c.get(f"/api/v1/agents/{word()}")
+        before = series(metrics, "http_server_requests_total")
+        for i in range(10_000):
+            if i % 2:
+                await c.get(f"/{word()}/{word()}?q={word()}")
+            else:
+                await c.request(rng.choice(["GET", "PURGE", "FOO"]), f"/api/v1/agents/{word()}")
+    after = series(metrics, "http_server_requests_total")
+    # unmatched 404, the agents route as GET 200 and as OTHER 405: three series, whatever
+    # the paths were.
+    assert before == 2 and after == 3
+    assert series(metrics, "http_server_request_duration_seconds_count") == after
+    assert "<overflow>" not in await _text(app)
+
+
+@pytest.mark.anyio
+async def test_label_past_its_bound_becomes_overflow_and_is_counted() -> None:
+    metrics = TelemetryMetrics("svc", label_limits={"route": 2})
+    app, _ = build_app(metrics)
+    async with client(app) as c:
+        for path in ("/api/v1/agents/1", "/items/1", "/stream", "/tenants/t/x/1", "/boom"):
+            await c.get(path)
+    assert requests_total(metrics, "/api/v1/agents/{agent_id}", "200") == 1
+    assert requests_total(metrics, "/items/{item_id:int}", "200") == 1
+    assert requests_total(metrics, OVERFLOW, "200") == 2
+    assert requests_total(metrics, OVERFLOW, "500") == 1
+    overflow = {"metric": "http_server_requests_total", "label": "route"}
+    assert metrics.registry.get_sample_value("telemetry_metric_label_overflow_total", overflow) == 3
+
+
+def test_buckets_contain_apdex_thresholds_and_build_info_is_one() -> None:
+    assert {0.5, 2.0} <= set(request_buckets())
+    assert {0.3, 1.2} <= set(request_buckets(0.3))
+    with pytest.raises(ValueError):
+        request_buckets(0)
+    metrics = TelemetryMetrics("svc", "1.2.3", "staging", apdex_threshold_s=0.3)
+    metrics.record_request("GET", "/r", "200", 1.0)
+    bucket = {"service": "svc", "method": "GET", "route": "/r", "status_code": "200"}
+    get = metrics.registry.get_sample_value
+    assert get("http_server_request_duration_seconds_bucket", {**bucket, "le": "1.2"}) == 1
+    assert get("http_server_request_duration_seconds_bucket", {**bucket, "le": "0.3"}) == 0
+    info = {"service": "svc", "version": "1.2.3", "environment": "staging", "release": "svc@1.2.3"}
+    assert get("service_build_info", info) == 1
+
+
+def test_pipeline_metrics() -> None:
+    metrics = TelemetryMetrics("svc")
+    pipeline = metrics.pipeline
+    pipeline.spans_exported("jaeger", 5)
+    pipeline.spans_failed("sentry", 2)
+    pipeline.spans_dropped("jaeger")
+    pipeline.sentry_event_sent("error")
+    pipeline.sentry_event_dropped("transaction", "queue_overflow", 3)
+    get = metrics.registry.get_sample_value
+    assert get("telemetry_spans_exported_total", {"sink": "jaeger"}) == 5
+    assert get("telemetry_spans_failed_total", {"sink": "sentry"}) == 2
+    assert get("telemetry_spans_dropped_total", {"sink": "jaeger"}) == 1
+    assert get("telemetry_sentry_events_sent_total", {"kind": "error"}) == 1
+    dropped = {"kind": "transaction", "reason": "queue_overflow"}
+    assert get("telemetry_sentry_events_dropped_total", dropped) == 3
+
+
+def test_install_is_idempotent_and_refuses_a_second_instance() -> None:
+    metrics = TelemetryMetrics("svc")
+    app = FastAPI()
+    metrics.install(app)
+    metrics.install(app)
+    assert len(app.user_middleware) == 1
+    with pytest.raises(RuntimeError, match="already installed"):
+        TelemetryMetrics("svc").install(app)
+
+
+def test_sql_operation_and_bucket_bound() -> None:
+    assert sql_operation("/* app=x */ -- note\n  select 1") == "SELECT"
+    assert sql_operation("WITH t AS (SELECT 1) SELECT * FROM t") == "WITH"
+    assert sql_operation("  (select 1)") == "OTHER"
+    assert bucket_bound((0.1, 0.5), 0.1) == "0.1" and bucket_bound((0.1,), 3.0) == "+Inf"
+
+
+def test_exemplar_store_shares_the_newest_exemplar_between_workers(tmp_path: Any) -> None:
+    key = sample_key("http_server_requests_total", {"route": "/r"})
+    sibling = ExemplarStore(str(tmp_path), flush_interval_s=60)
+    sibling.record(key, Exemplar({"trace_id": "a" * 32}, 1.0, 10.0))
+    sibling.close()  # the last flush writes telemetry_exemplars_<pid>.json
+    # Give the file a sibling worker's pid: a store never reads its own file back.
+    written = tmp_path / f"telemetry_exemplars_{os.getpid()}.json"
+    written.rename(tmp_path / "telemetry_exemplars_999999999.json")
+
+    store = ExemplarStore(str(tmp_path), flush_interval_s=60)
+    assert store.merged()[key].labels == {"trace_id": "a" * 32}
+    store.record(key, Exemplar({"trace_id": "b" * 32}, 1.0, 20.0))
+    assert store.merged()[key].labels == {"trace_id": "b" * 32}
+    store.record(key, Exemplar({"trace_id": "c" * 32}, 1.0, 5.0))
+    assert store.merged()[key].labels == {"trace_id": "a" * 32}  # newest wins, not last read
+    store.close()
+
+
+# -- dependencies: every call counted, sampled or not ----------------------------------------
+
+
+def off_provider() -> TracerProvider:
+    return TracerProvider(sampler=ALWAYS_OFF)
+
+
+@pytest.fixture
+def deps() -> Iterator[TelemetryMetrics]:
+    metrics = TelemetryMetrics("svc")
+    assert metrics.instrument_dependencies() == ["httpx", "sqlalchemy", "redis"]
+    yield metrics
+    metrics.close()
+
+
+def db_count(metrics: TelemetryMetrics, system: str, operation: str) -> float | None:
+    labels = {"service": "svc", "system": system, "operation": operation}
+    return metrics.registry.get_sample_value("db_client_operation_duration_seconds_count", labels)
+
+
+def client_count(metrics: TelemetryMetrics, peer: str, status: str, method: str = "GET") -> Any:
+    labels = {"service": "svc", "method": method, "peer": peer, "status_code": status}
+    return metrics.registry.get_sample_value("http_client_request_duration_seconds_count", labels)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        status = 503 if self.path == "/fail" else 200
+        self.send_response(status)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.anyio
+async def test_httpx_calls_are_all_counted(deps: TelemetryMetrics, http_server: str) -> None:
+    HTTPXClientInstrumentor().instrument(tracer_provider=off_provider())
+    try:
+        with httpx.Client() as sync_client:
+            sync_client.get(f"http://{http_server}/a")
+            sync_client.get(f"http://{http_server}/fail")
+        async with httpx.AsyncClient() as async_client:
+            await async_client.get(f"http://{http_server}/b")
+            closed = f"127.0.0.1:{free_port()}"
+            with pytest.raises(httpx.ConnectError):
+                await async_client.get(f"http://{closed}/")
+    finally:
+        HTTPXClientInstrumentor().uninstrument()
+    assert client_count(deps, http_server, "200") == 2
+    assert client_count(deps, http_server, "503") == 1
+    assert client_count(deps, closed, "error") == 1
+    # OTel's uninstrument removed its own wrapper and left ours in place.
+    assert getattr(httpx.HTTPTransport.handle_request, "_telemetry_dependency_metrics", False)
+    with httpx.Client() as sync_client:
+        sync_client.get(f"http://{http_server}/c")
+    assert client_count(deps, http_server, "200") == 3
+
+
+def test_dependency_histograms_carry_exemplars_of_sampled_spans(
+    deps: TelemetryMetrics, http_server: str
+) -> None:
+    tracer = TracerProvider(sampler=ALWAYS_ON).get_tracer("test")
+    with tracer.start_as_current_span("parent") as span, httpx.Client() as sync_client:
+        sync_client.get(f"http://{http_server}/a")
+    exemplars = [
+        s.exemplar.labels
+        for family in deps.registry.collect()
+        for s in family.samples
+        if s.name == "http_client_request_duration_seconds_bucket" and s.exemplar
+    ]
+    assert exemplars == [
+        {
+            "trace_id": format(span.get_span_context().trace_id, "032x"),
+            "span_id": format(span.get_span_context().span_id, "016x"),
+        }
+    ]
+
+
+def test_sqlalchemy_statements_are_all_counted_on_postgresql(deps: TelemetryMetrics) -> None:
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().instrument(tracer_provider=off_provider())
+    # An engine made before instrumentation is covered too: the listeners sit on the class.
+    sqlite = sa.create_engine("sqlite://")
+    try:
+        engine = sa.create_engine(POSTGRES_URL)
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TEMP TABLE t (x int)"))
+            conn.execute(sa.text("INSERT INTO t VALUES (1), (2)"))
+            for _ in range(3):
+                conn.execute(sa.text("/* c */ SELECT x FROM t"))
+        with pytest.raises(sa.exc.ProgrammingError), engine.connect() as conn:
+            conn.execute(sa.text("SELECT * FROM no_such_table"))
+        engine.dispose()
+        with sqlite.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    finally:
+        SQLAlchemyInstrumentor().uninstrument()
+    assert db_count(deps, "postgresql", "CREATE") == 1
+    assert db_count(deps, "postgresql", "INSERT") == 1
+    # Three selects, the failing one, and the ones the dialect issues on first connect.
+    assert (db_count(deps, "postgresql", "SELECT") or 0) >= 4
+    assert db_count(deps, "sqlite", "SELECT") == 1
+
+
+@pytest.mark.anyio
+async def test_redis_commands_and_pipelines_are_all_counted(deps: TelemetryMetrics) -> None:
+    RedisInstrumentor().instrument(tracer_provider=off_provider())
+    try:
+        sync_redis = redis.Redis(host="127.0.0.1", port=6379)
+        sync_redis.set("telemetry:test", "1")
+        sync_redis.get("telemetry:test")
+        with sync_redis.pipeline(transaction=True) as pipe:
+            pipe.incr("telemetry:test").get("telemetry:test").execute()
+        with pytest.raises(redis.ResponseError):
+            sync_redis.execute_command("NOSUCHCOMMAND")
+        sync_redis.close()
+        async_redis = redis.asyncio.Redis(host="127.0.0.1", port=6379)
+        await async_redis.get("telemetry:test")
+        async with async_redis.pipeline(transaction=False) as apipe:
+            await apipe.get("telemetry:test").get("telemetry:test").execute()
+        await async_redis.delete("telemetry:test")
+        await async_redis.aclose()
+    finally:
+        RedisInstrumentor().uninstrument()
+    assert db_count(deps, "redis", "SET") == 1
+    assert db_count(deps, "redis", "GET") == 2
+    assert db_count(deps, "redis", "MULTI") == 1
+    assert db_count(deps, "redis", "PIPELINE") == 1
+    assert db_count(deps, "redis", "NOSUCHCOMMAND") == 1
+    assert db_count(deps, "redis", "DEL") == 1

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import set_value
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+from telemetry.propagation import DEFERRED_SAMPLING_KEY
+from telemetry.sampling import RouteAwareSampler, RoutePatterns
+
+CRITICAL = ["/api/v1/agents/execute"]
+EXCLUDED = ["/health/*", "/metrics"]
+
+
+def server(
+    sampler: RouteAwareSampler, route: str, trace_id: int = 1, parent: Any = None
+) -> Decision:
+    return sampler.should_sample(
+        parent, trace_id, f"GET {route}", SpanKind.SERVER, {"http.route": route}
+    ).decision
+
+
+def remote_parent(sampled: bool) -> Any:
+    ctx = SpanContext(
+        trace_id=0xABC,
+        span_id=0xDEF,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT),
+    )
+    return trace.set_span_in_context(NonRecordingSpan(ctx))
+
+
+def test_route_patterns() -> None:
+    patterns = RoutePatterns(EXCLUDED)
+    assert patterns.matches("/health/live")
+    assert patterns.matches("/health")
+    assert patterns.matches("/metrics?x=1")
+    assert not patterns.matches("/api/health/live")
+    assert not patterns.matches("/metricsfoo")
+    regex = patterns.as_url_regexes()
+    assert "health" in regex
+
+
+def test_excluded_routes_are_never_traced_even_with_a_sampled_parent() -> None:
+    sampler = RouteAwareSampler(1.0, excluded_routes=EXCLUDED)
+    assert server(sampler, "/health/ready") is Decision.DROP
+    assert server(sampler, "/metrics", parent=remote_parent(True)) is Decision.DROP
+
+
+def test_critical_routes_always_traced() -> None:
+    sampler = RouteAwareSampler(0.0, critical_routes=CRITICAL)
+    assert server(sampler, "/api/v1/agents/execute") is Decision.RECORD_AND_SAMPLE
+    assert server(sampler, "/api/v1/agents") is Decision.DROP
+
+
+def test_parent_decides() -> None:
+    sampler = RouteAwareSampler(0.0)
+    assert server(sampler, "/x", parent=remote_parent(True)) is Decision.RECORD_AND_SAMPLE
+    always = RouteAwareSampler(1.0)
+    assert server(always, "/x", parent=remote_parent(False)) is Decision.DROP
+
+
+def test_deferred_parent_is_decided_here() -> None:
+    context = set_value(DEFERRED_SAMPLING_KEY, True, remote_parent(False))
+    assert server(RouteAwareSampler(1.0), "/x", parent=context) is Decision.RECORD_AND_SAMPLE
+    assert server(RouteAwareSampler(0.0), "/x", parent=context) is Decision.DROP
+
+
+def test_rate_is_applied_to_the_trace_id_deterministically() -> None:
+    sampler = RouteAwareSampler(0.1)
+    decisions = [server(sampler, "/x", trace_id=i * 0x9E3779B97F4A7C15 % (1 << 128)) for i in range(1, 5001)]
+    share = sum(d is Decision.RECORD_AND_SAMPLE for d in decisions) / len(decisions)
+    assert 0.08 < share < 0.12
+    again = [server(sampler, "/x", trace_id=i * 0x9E3779B97F4A7C15 % (1 << 128)) for i in range(1, 5001)]
+    assert decisions == again
+
+
+def test_user_traces_sampler_gets_route_and_method() -> None:
+    seen: list[Mapping[str, Any]] = []
+
+    def traces_sampler(context: Mapping[str, Any]) -> float | None:
+        seen.append(context)
+        if "/api/v1/reports" in context["transaction"]:
+            return 1.0
+        return None
+
+    sampler = RouteAwareSampler(0.0, traces_sampler=traces_sampler)
+    assert server(sampler, "/api/v1/reports/{report_id}") is Decision.RECORD_AND_SAMPLE
+    assert server(sampler, "/api/v1/other") is Decision.DROP
+    assert seen[0]["route"] == "/api/v1/reports/{report_id}"
+    assert seen[0]["method"] == "GET"
