@@ -164,7 +164,10 @@ def _record_redis_pipeline(
     metrics = _Active.metrics
     if metrics is not None:
         # One round trip of many commands: one observation, named after what it is.
-        multi = getattr(pipeline, "transaction", False)
+        # The asyncio pipeline's flag is `is_transaction` (its `transaction` is a method).
+        multi = getattr(pipeline, "is_transaction", None)
+        if multi is None:
+            multi = getattr(pipeline, "transaction", False)
         metrics.record_db("redis", "MULTI" if multi else "PIPELINE", seconds)
 
 

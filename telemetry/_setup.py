@@ -219,13 +219,14 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
     api.bind_tracer(provider.get_tracer("telemetry"))
     set_global_textmap(TelemetryPropagator(_dynamic_sampling_context(settings, profile)))
 
+    # Dependency metrics patch the libraries first, so OTel's wrappers sit outside them
+    # and both come off cleanly, in reverse order, at shutdown.
+    metered = metrics.instrument_dependencies() if metrics is not None else []
     instrumented = instrument_libraries(
         provider,
         engines=engines,
         asyncio_coroutines=settings.asyncio_coroutines,
     )
-    if metrics is not None:
-        instrumented.libraries.extend(metrics.instrument_dependencies())
 
     handle = TelemetryHandle(
         settings=settings,
@@ -237,7 +238,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         instrumented=instrumented,
         _undo=undo,
     )
-    _log_initialized(settings, profile, sentry_mode, instrumented)
+    _log_initialized(settings, profile, sentry_mode, instrumented.libraries, metered)
     return handle
 
 
@@ -309,14 +310,15 @@ def _log_initialized(
     settings: TelemetrySettings,
     profile: Profile,
     sentry_mode: SentryTracesMode,
-    instrumented: Instrumented,
+    traced: list[str],
+    metered: list[str],
 ) -> None:
     if profile.sentry_enabled:
         sentry = "on"
     else:
         sentry = f"off ({profile.sentry_disabled_reason})"
-    dsn = (
-        parse_dsn(settings.sentry_dsn.get_secret_value()).redacted
+    sentry_host = (
+        parse_dsn(settings.sentry_dsn.get_secret_value()).host
         if settings.sentry_dsn is not None
         else None
     )
@@ -326,13 +328,14 @@ def _log_initialized(
         service=settings.service_name,
         release=settings.release,
         sentry=sentry,
-        sentry_dsn=dsn if profile.sentry_enabled else None,
+        sentry_host=sentry_host if profile.sentry_enabled else None,
         sentry_traces=sentry_mode.value,
         traces=profile.traces_sample_rate,
         profiles=profile.profiles_sample_rate,
         jaeger=settings.jaeger_traces_endpoint or "off",
         file_sink=str(settings.file_sink_dir) if settings.file_sink_dir else None,
-        instrumented=",".join(instrumented.libraries) or "none",
+        traced=",".join(traced) or "none",
+        metered=",".join(metered) or "none",
     )
 
 

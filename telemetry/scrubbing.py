@@ -91,15 +91,6 @@ def normalise_name(name: str) -> str:
     return name.lower().replace("-", "").replace("_", "")
 
 
-def _name_regex(norm: str) -> str:
-    # Text spells a name with or without - and _ anywhere, like the dict-key check.
-    return "[-_]*".join(re.escape(c) for c in norm)
-
-
-def _alternation(names: Iterable[str]) -> str:
-    return "|".join(_name_regex(n) for n in sorted(names, key=len, reverse=True))
-
-
 def _luhn_ok(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -110,50 +101,38 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _build_regex(names: frozenset[str], fragments: frozenset[str],
-                 suffixes: frozenset[str]) -> re.Pattern[str]:
-    key_parts = [f"(?:{_alternation(names)})"]
-    if fragments:
-        key_parts.append(rf"[\w-]*(?:{_alternation(fragments)})[\w-]*")
-    if suffixes:
-        key_parts.append(rf"[\w-]*(?:{_alternation(suffixes)})")
-    keys = "|".join(key_parts)
-    return re.compile(
-        # Header lines: the whole rest of the line is the credential (a Cookie line holds
-        # several pairs, a Digest header several fields).
-        r"(?<![\w-])(?:(?:proxy[-_]?)?authorization|(?:set[-_]?)?cookie)"
-        r"\s*:[ \t]*(?![\"'\s])(?P<hdr_val>[^\r\n]+)"
-        # key=value / key: value / "key": "value" / 'key': 'value' with a sensitive key
-        rf"|(?P<kv>(?<![\w-])(?:--?)?(?P<kq>\\?[\"']?)(?:{keys})(?P=kq)\s*(?:=|:(?!//))[ \t]*"
-        r"(?:(?P<vq>\\?[\"'])(?P<qv>(?:\\.|.)*?)(?:(?P=vq)|(?=[\r\n])|\Z)"
-        r"|(?P<uv>(?:(?:bearer|basic|digest|negotiate|token)[ \t]+)?"
-        r"[^\s&;,\"'<>(){}\[\]\\]+)))"
-        r"|(?P<url>\b[a-z][a-z0-9+.\-]*://)[^\s/@?#\"'<>]+@"
-        r"|(?P<bearer>(?<![\w-])bearer[ \t]+)[\w\-.~+/]+=*"
-        r"|(?P<basic>(?<![\w-])basic[ \t]+)[a-z0-9+/]{8,}=*"
-        r"|(?P<jwt>\beyJ[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*)"
-        r"|(?P<known>\b(?:sk|pk|rk)_(?:live|test)_[0-9a-z]{10,}|\bgh[pousr]_[0-9a-z]{30,}"
-        r"|\bakia[0-9a-z]{16}\b|\bsk-[\w-]{20,}|\bxox[baprs]-[\w-]{10,}|\bglpat-[\w-]{20,})"
-        r"|(?P<card>(?<![\w.\-])(?:\d[ -]?){12,18}\d(?![\w\-]))",
-        re.IGNORECASE,
-    )
+# Cheap pre-check: text without any of these cannot hold a secret the scanner finds,
+# which is most span attributes ("GET", "/api/v1/agents/{agent_id}", "localhost").
+_TRIGGER = re.compile(
+    r"[=:@]|bearer|basic|eyj|sk-|_live_|_test_|gh[pousr]_|akia|xox|glpat"
+    r"|\d[ -]?\d[ -]?\d[ -]?\d[ -]?\d[ -]?\d[ -]?\d[ -]?\d", re.IGNORECASE)
+# One scanner, linear in the text: a `key=` / `key:` / `"key": ` candidate (its value is
+# not consumed, so a URL inside a harmless value is still scanned), or a secret by shape.
+_SCAN = re.compile(
+    r"(?P<key>(?<![\w.-])(?:--?)?(?P<kq>\\?[\"']?)(?P<name>[a-z_][\w.-]{0,79})(?P=kq)"
+    r"\s*(?P<sep>=|:(?!//))[ \t]*)"
+    r"|(?P<url>\b[a-z][a-z0-9+.\-]*://)[^\s/@?#\"'<>]+@"
+    r"|(?P<bearer>(?<![\w-])bearer[ \t]+)[\w\-.~+/]+=*"
+    r"|(?P<basic>(?<![\w-])basic[ \t]+)[a-z0-9+/]{8,}=*"
+    r"|(?P<jwt>\beyJ[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*)"
+    r"|(?P<known>\b(?:sk|pk|rk)_(?:live|test)_[0-9a-z]{10,}|\bgh[pousr]_[0-9a-z]{30,}"
+    r"|\bakia[0-9a-z]{16}\b|\bsk-[\w-]{20,}|\bxox[baprs]-[\w-]{10,}|\bglpat-[\w-]{20,})"
+    r"|(?P<card>(?<![\w.\-])(?:\d[ -]?){12,18}\d(?![\w\-]))",
+    re.IGNORECASE)
+# The value after a sensitive key: quoted (to the closing quote, escapes honoured) or
+# a bare token, with an optional auth scheme ("token: Bearer abc").
+_VALUE = re.compile(
+    r"(?P<vq>\\?[\"'])(?P<qv>(?:\\.|.)*?)(?:(?P=vq)|(?=[\r\n])|\Z)"
+    r"|(?P<uv>(?:(?:bearer|basic|digest|negotiate|token)[ \t]+)?[^\s&;,\"'<>(){}\[\]\\]+)",
+    re.IGNORECASE)
+# Header lines: the rest of the line is the credential (a Cookie line holds many pairs).
+_LINE_VALUED = frozenset({"authorization", "proxyauthorization", "cookie", "setcookie"})
+_LINE = re.compile(r"(?![\"'\s])[^\r\n]+")
 
 
-def _replace(m: re.Match[str]) -> str:
-    kind = m.lastgroup
-    text = m.group(0)
-    start = m.start()
-    if kind == "hdr_val":  # the last group to close in the header alternative
-        return text[: m.start("hdr_val") - start] + FILTERED
-    if kind == "kv":
-        if m.group("uv") is not None:
-            if _PLACEHOLDER.fullmatch(m.group("uv")):  # SQL bind parameter, not a secret
-                return text
-            return text[: m.start("uv") - start] + FILTERED
-        value = m.group("qv")
-        if not value or _PLACEHOLDER.fullmatch(value):
-            return text
-        return text[: m.start("qv") - start] + FILTERED + text[m.end("qv") - start:]
+def _shape_replacement(m: re.Match[str]) -> str:
+    """Replacement for a secret recognised by its shape (not by a key)."""
+    kind, text = m.lastgroup, m.group(0)
     if kind == "basic":
         token = text[len(m.group("basic")):]
         # base64 credentials, not prose like "Basic authentication failed"
@@ -161,14 +140,13 @@ def _replace(m: re.Match[str]) -> str:
                 or (len(token) % 4 == 0 and token.lower() != token != token.upper())):
             return text
     if kind in ("url", "bearer", "basic"):
-        prefix = m.group(kind)
-        return prefix + FILTERED + ("@" if kind == "url" else "")
+        return m.group(kind) + FILTERED + ("@" if kind == "url" else "")
     if kind == "card":
         digits = re.sub(r"\D", "", text)
         if 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn_ok(digits):
             return FILTERED
         return text
-    return FILTERED  # jwt, known API key formats
+    return FILTERED  # jwt, well-known API key formats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +165,6 @@ class ScrubbingPolicy:
     patterns: tuple[str, ...] = ()
     max_length: int = DEFAULT_MAX_LENGTH
     keep_user_email: bool = False
-    _regex: re.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
     _extra: tuple[re.Pattern[str], ...] = dataclasses.field(
         init=False, repr=False, compare=False)
     _cache: dict[str, bool] = dataclasses.field(
@@ -207,8 +184,6 @@ class ScrubbingPolicy:
         for field, value in norm.items():
             object.__setattr__(self, field, value)
         object.__setattr__(self, "patterns", tuple(self.patterns))
-        object.__setattr__(self, "_regex", _build_regex(
-            norm["names"], norm["fragments"], norm["suffixes"]))
         object.__setattr__(self, "_extra", tuple(extra))
         object.__setattr__(self, "_cache", {})
 
@@ -271,13 +246,51 @@ class ScrubbingPolicy:
         work = text
         if too_long:
             work = text[-(limit + _SCAN_SLACK):] if tail else text[: limit + _SCAN_SLACK]
-        out = self._regex.sub(_replace, work)
+        out = self._scan(work) if _TRIGGER.search(work) else work
         for pattern in self._extra:
             out = pattern.sub(FILTERED, out)
         if too_long:
             marker = f"[truncated, {len(text)} chars]"
             out = f"{marker}...{out[-limit:]}" if tail else f"{out[:limit]}...{marker}"
         return text if out == text else out
+
+    def _scan(self, text: str) -> str:
+        parts: list[str] = []
+        pos = 0
+        while (m := _SCAN.search(text, pos)) is not None:
+            end = m.end()
+            if m.lastgroup != "key":
+                parts += (text[pos:m.start()], _shape_replacement(m))
+            elif not self.is_sensitive_name(m.group("name")):
+                parts.append(text[pos:end])
+            else:
+                parts.append(text[pos:end])
+                end = self._replace_value(text, m, parts)
+            pos = end
+        if not parts:
+            return text
+        parts.append(text[pos:])
+        return "".join(parts)
+
+    def _replace_value(self, text: str, key: re.Match[str], parts: list[str]) -> int:
+        """Append the filtered value that follows a sensitive key; return where it ends."""
+        start = key.end()
+        if key.group("sep") == ":" and normalise_name(key.group("name")) in _LINE_VALUED:
+            line = _LINE.match(text, start)
+            if line is not None:
+                parts.append(FILTERED)
+                return line.end()
+        value = _VALUE.match(text, start)
+        if value is None:
+            return start
+        raw = value.group("uv") if value.group("uv") is not None else value.group("qv")
+        if not raw or _PLACEHOLDER.fullmatch(raw):  # empty, or a SQL bind parameter
+            parts.append(value.group(0))
+        elif value.group("uv") is not None:
+            parts.append(FILTERED)
+        else:
+            parts.append(value.group("vq") + FILTERED + text[value.end("qv"):value.end()])
+        return value.end()
 
     def scrub_label_value(self, value: str) -> str:
         """Metric label value: scrubbed and kept short (labels are indexed)."""

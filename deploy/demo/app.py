@@ -28,8 +28,9 @@ logger = logging.getLogger("demo.app")
 def create_app(
     settings: TelemetrySettings | None = None, config: DemoConfig | None = None
 ) -> FastAPI:
+    # settings=None: setup_telemetry reads them from the environment and names any invalid
+    # variable in its error.
     config = config or DemoConfig.from_env()
-    settings = settings or TelemetrySettings()
     engine = make_engine(config.database_url)
     cache = AgentCache(config.redis_url, config.cache_ttl_seconds)
 

@@ -23,7 +23,8 @@ class Principal:
 
     user_id: str
     tenant_id: str
-    email: str | None = None
+    # Out of the repr: a principal shows up in captured frame locals, an email is PII.
+    email: str | None = field(default=None, repr=False)
 
     @property
     def username(self) -> str:

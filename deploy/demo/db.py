@@ -39,8 +39,14 @@ class Agent(Base):
             "model": self.model,
             "instructions": self.instructions,
             "executions": self.executions,
-            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "created_at": _utc(self.created_at).isoformat() if self.created_at else None,
         }
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone-aware columns; every value stored
+    # here is UTC, so say so instead of serialising two formats.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

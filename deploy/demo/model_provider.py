@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from telemetry import TelemetrySettings, setup_telemetry, start_span
+from telemetry.settings import load_settings
 
 logger = logging.getLogger("demo.model_provider")
 SERVICE_NAME = "model-provider"
@@ -65,9 +66,9 @@ def create_app(settings: TelemetrySettings | None = None) -> FastAPI:
         # Its own service name by default: without it both services would report as the
         # platform and the cross-process trace would look like one service talking to itself.
         settings = (
-            TelemetrySettings()
+            load_settings()
             if os.environ.get("OTEL_SERVICE_NAME")
-            else TelemetrySettings(service_name=SERVICE_NAME)
+            else load_settings(service_name=SERVICE_NAME)
         )
     latency_ms = float(os.environ.get("MODEL_PROVIDER_LATENCY_MS", "40"))
     failure_rate = float(os.environ.get("MODEL_PROVIDER_FAILURE_RATE", "0"))

@@ -43,7 +43,7 @@ from django.core.management import call_command
 from django.contrib.auth import get_user_model
 from bsmain.models import AuthToken
 call_command("migrate", verbosity=0, skip_checks=True)
-call_command("migrate", database="snappea", verbosity=0, skip_checks=True)
+call_command("migrate", "snappea", database="snappea", verbosity=0, skip_checks=True)
 get_user_model().objects.create_superuser(
     username="{SUPERUSER_EMAIL}", email="{SUPERUSER_EMAIL}", password="{secrets.token_hex(16)}")
 print("BUGSINK_TOKEN=" + AuthToken.create_full_access(description="telemetry tests").token)

@@ -6,15 +6,17 @@ Everything here binds or talks to 127.0.0.1 only: tests must never reach beyond 
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 LOOPBACK = "127.0.0.1"
 
@@ -144,3 +146,15 @@ class BackgroundHTTPServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def get_json(url: str, params: Mapping[str, str | float] | None = None, timeout: float = 10.0) -> Any:
+    """GET ``url`` (with query ``params``) and decode the JSON answer; HTTP errors include
+    the response body, which is where Prometheus and Alertmanager explain a bad query."""
+    full_url = f"{url}?{urllib.parse.urlencode(params)}" if params else url
+    try:
+        with urllib.request.urlopen(full_url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")[:2000]
+        raise RuntimeError(f"GET {full_url} -> {error.code}: {detail}") from error

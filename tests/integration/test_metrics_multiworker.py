@@ -1,0 +1,149 @@
+"""Metrics under a real ``uvicorn --workers 2``: totals are right whichever worker answers the
+scrape, and exemplars recorded by one worker are served by the other."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from tests.support.net import free_port
+from tests.support.processes import ManagedProcess
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+ROUTE = "/work/{n}"
+
+APP = textwrap.dedent(
+    """
+    import os
+
+    from fastapi import FastAPI
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from telemetry.metrics import TelemetryMetrics
+
+    app = FastAPI()
+    metrics = TelemetryMetrics("multiworker", "1.0.0", "test", exemplar_flush_interval_s=0.2)
+    metrics.install(app)
+
+
+    @app.get("/work/{n}")
+    async def work(n: str) -> dict[str, object]:
+        context = trace.get_current_span().get_span_context()
+        return {"pid": os.getpid(), "trace_id": format(context.trace_id, "032x")}
+
+
+    class WorkerPid:
+        # Test-only: tells the test which worker answered, /metrics included.
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            async def send_with_pid(message):
+                if message["type"] == "http.response.start":
+                    pid = str(os.getpid()).encode()
+                    message["headers"] = [*message.get("headers", []), (b"x-worker-pid", pid)]
+                await send(message)
+
+            await self.app(scope, receive, send_with_pid)
+
+
+    app.add_middleware(WorkerPid)
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=TracerProvider(), excluded_urls="/metrics"
+    )
+    """
+)
+
+
+@pytest.fixture
+def multiworker_server(tmp_path: Path) -> Iterator[str]:
+    multiproc_dir = tmp_path / "prometheus-multiproc"
+    multiproc_dir.mkdir()
+    (tmp_path / "mwapp.py").write_text(APP)
+    port = free_port()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
+    argv = [sys.executable, "-m", "uvicorn", "mwapp:app", "--app-dir", str(tmp_path)]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--no-access-log"]
+    server = ManagedProcess(argv, tmp_path / "uvicorn.log", cwd=tmp_path, env=env)
+    try:
+        server.wait_until_ready(
+            lambda: server.log_tail(100_000).count("Application startup complete") >= 2,
+            timeout=60,
+            name="uvicorn --workers 2",
+        )
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+        shutil.rmtree(multiproc_dir, ignore_errors=True)
+    assert not server.running()
+
+
+def fresh_get(url: str, **kwargs: Any) -> httpx.Response:
+    # A new connection per request: the kernel hands each one to either worker.
+    with httpx.Client(timeout=10) as client:
+        return client.get(url, **kwargs)
+
+
+def scrape(base: str) -> tuple[str, dict[tuple[str, str], Any]]:
+    """(worker pid, {(sample name, route): sample}) from one OpenMetrics scrape."""
+    response = fresh_get(f"{base}/metrics", headers={"accept": OPENMETRICS})
+    assert response.status_code == 200
+    samples = {
+        (s.name, s.labels.get("route", "") + s.labels.get("le", "")): s
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+        if s.labels.get("route") == ROUTE
+    }
+    return response.headers["x-worker-pid"], samples
+
+
+def test_totals_and_exemplars_are_served_by_every_worker(multiworker_server: str) -> None:
+    base = multiworker_server
+    served: dict[str, list[str]] = {}  # worker pid -> trace ids of the requests it served
+    sent = 0
+    while len(served) < 2 or sent < 40:
+        assert sent < 1000, f"one worker answered every request: {served.keys()}"
+        body = fresh_get(f"{base}/work/{sent}").json()
+        served.setdefault(str(body["pid"]), []).append(body["trace_id"])
+        sent += 1
+    all_traces = {t for traces in served.values() for t in traces}
+
+    # Make the last request's worker known, then let both workers flush their exemplars.
+    last = fresh_get(f"{base}/work/last").json()
+    sent += 1
+    last_trace, last_pid = last["trace_id"], str(last["pid"])
+    all_traces.add(last_trace)
+    time.sleep(1.0)
+
+    answered: set[str] = set()
+    for _ in range(200):
+        pid, samples = scrape(base)
+        answered.add(pid)
+        total = samples[("http_server_requests_total", ROUTE)]
+        count = samples[("http_server_request_duration_seconds_count", ROUTE)]
+        assert total.value == sent and count.value == sent, f"scrape of worker {pid}"
+        # The newest counter exemplar is the last request's, whichever worker served it.
+        assert total.exemplar is not None and total.exemplar.labels["trace_id"] == last_trace
+        bucket_exemplars = [
+            s.exemplar.labels["trace_id"]
+            for (name, _), s in samples.items()
+            if name.endswith("_bucket") and s.exemplar is not None
+        ]
+        assert bucket_exemplars and set(bucket_exemplars) <= all_traces
+        if len(answered) == 2:
+            break
+    # Proven both ways: the worker that did not serve the last request served its exemplar.
+    assert answered == set(served) and last_pid in answered
