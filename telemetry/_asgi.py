@@ -58,7 +58,7 @@ class RequestContextMiddleware:
             raise
 
 
-def _request_processor(scope: Scope) -> Callable[[dict[str, Any], dict[str, Any]], Any]:
+def _request_processor(scope: Scope) -> Any:
     def process(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
         if event.get("type") == "transaction":
             return event

@@ -8,6 +8,7 @@ pair keeps at most N distinct values, past which the value becomes ``<overflow>`
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
@@ -139,10 +140,19 @@ class RouteResolver:
         return template
 
 
-def _is_mount(route: Any) -> bool:
-    from starlette.routing import Mount
+@functools.cache
+def _mount_class() -> type | None:
+    # Looked up once: Starlette is optional (the middleware also wraps bare ASGI apps).
+    try:
+        from starlette.routing import Mount
+    except ImportError:
+        return None
+    return Mount
 
-    return isinstance(route, Mount)
+
+def _is_mount(route: Any) -> bool:
+    mount = _mount_class()
+    return mount is not None and isinstance(route, mount)
 
 
 def _effective_path(scope: MutableMapping[str, Any], route: Any) -> str | None:

@@ -1,14 +1,14 @@
 """``setup_telemetry``: the composition root. It reads like the architecture:
 
-    settings -> profile
-    scrubbing policy ─────────────┬──────────────┬───────────────┐
-    logs (trace ids, scrubbed)    │              │               │
-    Sentry errors (sentry-sdk) <──┘              │               │
-    sampler -> TracerProvider -> Jaeger arm <────┘ (scrubbed)    │
-                              -> Sentry arm (otlp | envelope) <──┘
-    propagator (W3C + sentry-trace + merged baggage)
-    instrumentations (FastAPI, SQLAlchemy, Redis, HTTPX, asyncio)
-    /metrics (RED, exemplars of sampled spans, pipeline health)
+settings -> profile
+scrubbing policy ─────────────┬──────────────┬───────────────┐
+logs (trace ids, scrubbed)    │              │               │
+Sentry errors (sentry-sdk) <──┘              │               │
+sampler -> TracerProvider -> Jaeger arm <────┘ (scrubbed)    │
+                          -> Sentry arm (otlp | envelope) <──┘
+propagator (W3C + sentry-trace + merged baggage)
+instrumentations (FastAPI, SQLAlchemy, Redis, HTTPX, asyncio)
+/metrics (RED, exemplars of sampled spans, pipeline health)
 """
 
 from __future__ import annotations
@@ -313,10 +313,7 @@ def _log_initialized(
     traced: list[str],
     metered: list[str],
 ) -> None:
-    if profile.sentry_enabled:
-        sentry = "on"
-    else:
-        sentry = f"off ({profile.sentry_disabled_reason})"
+    sentry = "on" if profile.sentry_enabled else f"off ({profile.sentry_disabled_reason})"
     sentry_host = (
         parse_dsn(settings.sentry_dsn.get_secret_value()).host
         if settings.sentry_dsn is not None

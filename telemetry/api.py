@@ -36,6 +36,8 @@ def bind_tracer(tracer: trace.Tracer | None) -> None:
     global provider can be set only once per process; ours can be rebuilt)."""
     global _tracer
     _tracer = tracer if tracer is not None else trace.get_tracer("telemetry")
+
+
 #: The name under which keyword context appears on an event.
 CONTEXT_NAME = "context"
 

@@ -176,6 +176,7 @@ class TelemetryMetrics:
         )
         self.guard = LabelGuard(lambda m, lb: self._overflow.labels(m, lb).inc(), label_limits)
         self._routes = RouteResolver()
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         server = ["service", "method", "route", "status_code"]
         self._requests = Counter("http_server_requests", "HTTP requests.", server, registry=r)
         self._duration = Histogram(
@@ -226,69 +227,63 @@ class TelemetryMetrics:
 
     # -- recording -------------------------------------------------------------------------
 
-    def _exemplar(
-        self, name: str, labels: Mapping[str, str], ex: dict[str, str], value: float
-    ) -> None:
+    def _child(self, metric: Any, values: tuple[str, ...]) -> Any:
+        # prometheus-client's labels() validates and locks on every call, a third of the
+        # middleware's cost; children are cached, bounded like the series by the label guard.
+        child = self._children.get((metric, values))
+        if child is None:
+            child = self._children[(metric, values)] = metric.labels(*values)
+        return child
+
+    def _shared_exemplar(
+        self, metric: Any, sample: str, values: tuple[str, ...], ex: dict[str, str], value: float,
+        le: str | None = None,
+    ) -> None:  # fmt: skip
         # Multiprocess mode: prometheus-client drops exemplars, the shared store keeps them.
         if self._store is not None:
-            self._store.record(sample_key(name, labels), Exemplar(ex, value, time()))
+            labels = dict(zip(metric._labelnames, values, strict=True))
+            if le is not None:
+                labels["le"] = le
+            self._store.record(sample_key(sample, labels), Exemplar(ex, value, time()))
 
     def _observe(
-        self,
-        hist: Histogram,
-        name: str,
-        labels: dict[str, str],
-        value: float,
-        ex: dict[str, str] | None,
+        self, hist: Histogram, values: tuple[str, ...], value: float, ex: dict[str, str] | None
     ) -> None:
-        hist.labels(**labels).observe(value, exemplar=ex)
+        self._child(hist, values).observe(value, exemplar=ex)
         if ex is not None and self._store is not None:
             le = bucket_bound(hist._upper_bounds, value)
-            self._exemplar(name + "_bucket", {**labels, "le": le}, ex, value)
+            self._shared_exemplar(hist, f"{hist._name}_bucket", values, ex, value, le)
 
     def record_request(
-        self,
-        method: str,
-        route: str,
-        status_code: str,
-        duration_s: float,
-        exemplar: dict[str, str] | None = None,
-        exception_type: str | None = None,
-    ) -> None:
+        self, method: str, route: str, status_code: str, duration_s: float,
+        exemplar: dict[str, str] | None = None, exception_type: str | None = None,
+    ) -> None:  # fmt: skip
         """One served request; ``route`` must already be a template (or ``<unmatched>``)."""
         guard = self.guard
-        labels = {
-            "service": self.service,
-            "method": normalize_method(method),
-            "route": guard.bound(_REQUESTS, "route", route),
-            "status_code": guard.bound(_REQUESTS, "status_code", status_code),
-        }
-        self._requests.labels(**labels).inc(exemplar=exemplar)
+        method = normalize_method(method)
+        route = guard.bound(_REQUESTS, "route", route)
+        status_code = guard.bound(_REQUESTS, "status_code", status_code)
+        values = (self.service, method, route, status_code)
+        self._child(self._requests, values).inc(exemplar=exemplar)
         if exemplar is not None:
-            self._exemplar(_REQUESTS, labels, exemplar, 1.0)
-        self._observe(self._duration, _DURATION, labels, duration_s, exemplar)
+            self._shared_exemplar(self._requests, _REQUESTS, values, exemplar, 1.0)
+        self._observe(self._duration, values, duration_s, exemplar)
         if exception_type is not None:
             kind = guard.bound(_EXCEPTIONS, "exception_type", exception_type)
-            self._exceptions.labels(self.service, labels["method"], labels["route"], kind).inc()
+            self._child(self._exceptions, (self.service, method, route, kind)).inc()
 
     def record_http_client(
         self, method: str, peer: str, status_code: str, duration_s: float
     ) -> None:
-        labels = {
-            "service": self.service,
-            "method": normalize_method(method),
-            "peer": self.guard.bound(_CLIENT, "peer", peer),
-            "status_code": self.guard.bound(_CLIENT, "status_code", status_code),
-        }
-        self._observe(self._client, _CLIENT, labels, duration_s, current_exemplar())
+        peer = self.guard.bound(_CLIENT, "peer", peer)
+        status_code = self.guard.bound(_CLIENT, "status_code", status_code)
+        values = (self.service, normalize_method(method), peer, status_code)
+        self._observe(self._client, values, duration_s, current_exemplar())
 
     def record_db(self, system: str, operation: str, duration_s: float) -> None:
-        labels = {
-            "service": self.service,
-            "system": self.guard.bound(_DB, "system", system),
-            "operation": self.guard.bound(_DB, "operation", operation),
-        }
-        self._observe(self._db, _DB, labels, duration_s, current_exemplar())
+        system = self.guard.bound(_DB, "system", system)
+        operation = self.guard.bound(_DB, "operation", operation)
+        self._observe(self._db, (self.service, system, operation), duration_s, current_exemplar())
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -353,7 +348,7 @@ class MetricsMiddleware:
             return
         outer_app = scope.get("app")
         method = normalize_method(scope["method"])
-        in_progress = metrics._in_progress.labels(metrics.service, method)
+        in_progress = metrics._child(metrics._in_progress, (metrics.service, method))
         status = 0
 
         async def send_status(message: Message) -> None:
@@ -394,7 +389,7 @@ async def _serve_metrics(metrics: TelemetryMetrics, scope: Scope, send: Send) ->
         await _respond(send, 405, b"method not allowed\n", "text/plain", [(b"allow", b"GET, HEAD")])
         return
     accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None)
-    import anyio.to_thread
+    import anyio.to_thread  # here, not at the top: anyio comes with Starlette/httpx, not core
 
     # Collection reads every metric (and, in multiprocess mode, every worker's files): keep it
     # off the event loop so a scrape never stalls requests.

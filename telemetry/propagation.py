@@ -167,8 +167,10 @@ class TelemetryPropagator(TextMapPropagator):
                 context = otel_baggage.set_baggage(key, value, context)
         # The caller's sampling context only describes the caller's trace.
         caller = trace.get_current_span(context).get_span_context()
-        if sentry_items and caller.is_valid and sentry_items.get("sentry-trace_id") == (
-            trace.format_trace_id(caller.trace_id)
+        if (
+            sentry_items
+            and caller.is_valid
+            and sentry_items.get("sentry-trace_id") == (trace.format_trace_id(caller.trace_id))
         ):
             context = set_value(_INCOMING_SENTRY_ITEMS_KEY, sentry_items, context)
         return context

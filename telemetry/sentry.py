@@ -12,9 +12,10 @@ request path). Spans reach Sentry through :class:`SentrySpanProcessor`, in one o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import sentry_sdk
 from opentelemetry.context import Context
@@ -204,11 +205,7 @@ def _is_ignored(exc: BaseException) -> bool:
         return True
     status = getattr(exc, "status_code", None)
     # Client errors (HTTPException 4xx) are the caller's fault, not an application error.
-    return (
-        type(exc).__name__ == "HTTPException"
-        and isinstance(status, int)
-        and 400 <= status < 500
-    )
+    return type(exc).__name__ == "HTTPException" and isinstance(status, int) and 400 <= status < 500
 
 
 def build_before_send(
@@ -233,7 +230,7 @@ def build_before_send(
             result = user_hook(event, hint)
             if result is None:
                 return None
-        return scrub(result, hint) if scrub is not None else result
+        return scrub(result, hint) if scrub is not None else result  # type: ignore[arg-type]
 
     return before_send
 
@@ -276,7 +273,8 @@ def remember_failing_spans() -> None:
         if getattr(exception, FAILING_SPAN_ATTRIBUTE, None) is None:
             ctx = self.get_span_context()
             parent = self.parent
-            try:
+            # Exceptions with __slots__ cannot take the tag; they keep the request's span.
+            with contextlib.suppress(AttributeError, TypeError):
                 setattr(
                     exception,
                     FAILING_SPAN_ATTRIBUTE,
@@ -286,8 +284,6 @@ def remember_failing_spans() -> None:
                         format_span_id(parent.span_id) if parent is not None else None,
                     ),
                 )
-            except (AttributeError, TypeError):  # exceptions with __slots__
-                pass
         original(self, exception, *args, **kwargs)
 
     Span.record_exception = record_exception  # type: ignore[method-assign]
@@ -381,8 +377,8 @@ def init_sentry(
         disabled_integrations=disabled,
         auto_enabling_integrations=False,
         default_integrations=True,
-        before_send=before_send,
-        before_send_transaction=before_send_transaction,
+        before_send=cast(Any, before_send),
+        before_send_transaction=cast(Any, before_send_transaction),
         before_breadcrumb=before_breadcrumb,
         ignore_errors=list(IGNORED_EXCEPTIONS),
         max_request_body_size="never",

@@ -83,9 +83,7 @@ class TelemetrySettings(BaseSettings):
     environment: Environment = Field(
         Environment.DEVELOPMENT, validation_alias=_env("ENVIRONMENT", "environment")
     )
-    sentry_dsn: SecretStr | None = Field(
-        None, validation_alias=_env("SENTRY_DSN", "sentry_dsn")
-    )
+    sentry_dsn: SecretStr | None = Field(None, validation_alias=_env("SENTRY_DSN", "sentry_dsn"))
     service_name: str = Field(
         DEFAULT_SERVICE_NAME, validation_alias=_env("OTEL_SERVICE_NAME", "service_name")
     )
@@ -351,8 +349,8 @@ def load_settings(**overrides: Any) -> TelemetrySettings:
         raise TelemetryConfigError(_describe(exc)) from None
 
 
-_FIELD_TO_ENV = {
-    name: (
+_FIELD_TO_ENV: dict[str, str] = {
+    name: str(
         field.validation_alias.choices[0]
         if isinstance(field.validation_alias, AliasChoices)
         else name

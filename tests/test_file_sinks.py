@@ -66,9 +66,11 @@ def test_sentry_error_event_is_one_json_line(sentry_client: SentryFileTransport)
 
 
 def test_sentry_transaction_and_message(sentry_client: SentryFileTransport) -> None:
-    with sentry_sdk.start_transaction(name="agent.execute", op="agent"):
-        with sentry_sdk.start_span(op="llm.call", name="complete"):
-            pass
+    with (
+        sentry_sdk.start_transaction(name="agent.execute", op="agent"),
+        sentry_sdk.start_span(op="llm.call", name="complete"),
+    ):
+        pass
     sentry_sdk.capture_message("quota low", level="warning")
 
     lines = read_lines(sentry_client.path)

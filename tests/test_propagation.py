@@ -54,7 +54,11 @@ def test_w3c_wins_and_a_bad_header_does_not_poison_the_other() -> None:
 
 
 def test_malformed_headers_start_a_new_trace() -> None:
-    for bad in ({"traceparent": "00-" + "0" * 32 + f"-{PARENT}-01"}, {"sentry-trace": "0" * 32 + f"-{PARENT}-1"}, {"sentry-trace": "x" * 10000}):
+    for bad in (
+        {"traceparent": "00-" + "0" * 32 + f"-{PARENT}-01"},
+        {"sentry-trace": "0" * 32 + f"-{PARENT}-1"},
+        {"sentry-trace": "x" * 10000},
+    ):
         assert not span_context_of(bad).is_valid
     assert parse_sentry_trace(f"{TRACE}-{'0' * 16}-1") is None
 

@@ -71,10 +71,11 @@ def test_deferred_parent_is_decided_here() -> None:
 
 def test_rate_is_applied_to_the_trace_id_deterministically() -> None:
     sampler = RouteAwareSampler(0.1)
-    decisions = [server(sampler, "/x", trace_id=i * 0x9E3779B97F4A7C15 % (1 << 128)) for i in range(1, 5001)]
+    trace_ids = [i * 0x9E3779B97F4A7C15 % (1 << 128) for i in range(1, 5001)]
+    decisions = [server(sampler, "/x", trace_id=t) for t in trace_ids]
     share = sum(d is Decision.RECORD_AND_SAMPLE for d in decisions) / len(decisions)
     assert 0.08 < share < 0.12
-    again = [server(sampler, "/x", trace_id=i * 0x9E3779B97F4A7C15 % (1 << 128)) for i in range(1, 5001)]
+    again = [server(sampler, "/x", trace_id=t) for t in trace_ids]
     assert decisions == again
 
 

@@ -156,7 +156,12 @@ class BugsinkAPI:
             "/projects/",
             # Bugsink mails on a new issue and on a regression: its side of the
             # "first seen" alerting the Sentry spec asks for.
-            {"team": team_id, "name": name, "alert_on_new_issue": True, "alert_on_regression": True},
+            {
+                "team": team_id,
+                "name": name,
+                "alert_on_new_issue": True,
+                "alert_on_regression": True,
+            },
         )
         # The create answer has no DSN (it is derived, not stored): read the project back.
         return self.request("GET", f"/projects/{created['id']}/")

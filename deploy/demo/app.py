@@ -74,4 +74,12 @@ def create_app(
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> FastAPI:
+    # `app` is built on first access (uvicorn's and gunicorn's "module:app" lookup is a
+    # getattr), not at import: importing this module for create_app() in a test or a tool
+    # must not initialise the process-wide telemetry pipeline from whatever env is around.
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import sys
 import time
@@ -36,6 +37,7 @@ class Result:
     scenario: str
     status: int | None  # None: the request never got an HTTP answer
     seconds: float
+    error: str | None = None  # the transport error's type when status is None
 
 
 @dataclass
@@ -52,7 +54,7 @@ class LoadSummary:
         latencies = sorted(r.seconds for r in self.results if r.status is not None)
         if not latencies:
             return 0.0
-        rank = max(1, min(len(latencies), round(q / 100 * len(latencies) + 0.5)))
+        rank = max(1, min(len(latencies), math.ceil(q / 100 * len(latencies))))
         return latencies[rank - 1]
 
     def render(self) -> str:
@@ -61,10 +63,13 @@ class LoadSummary:
         classes = Counter(f"{status // 100}xx" for status in statuses.elements())
         rate = total / self.elapsed if self.elapsed > 0 else 0.0
         scenarios = Counter(r.scenario for r in self.results)
+        errors = Counter(f"{r.scenario}/{r.error}" for r in self.results if r.status is None)
+        error_detail = ", ".join(f"{k} {v}" for k, v in errors.most_common())
         return "\n".join(
             [
                 f"requests   {total} in {self.elapsed:.1f} s ({rate:.1f} req/s), "
-                f"{self.transport_errors} transport errors",
+                f"{self.transport_errors} transport errors"
+                + (f" ({error_detail})" if error_detail else ""),
                 "status     "
                 + " · ".join(f"{k} {v}" for k, v in sorted(classes.items()))
                 + "   ("
@@ -101,8 +106,14 @@ class LoadState:
 Scenario = Callable[[httpx.AsyncClient, LoadState], Awaitable[httpx.Response]]
 
 
-def _headers(key: str) -> dict[str, str]:
-    return {"X-API-Key": key}
+def _headers(key: str, *, expect_500: bool = False) -> dict[str, str]:
+    headers = {"X-API-Key": key}
+    if expect_500:
+        # uvicorn closes the connection after an unhandled exception, without saying so in
+        # the response; a pooled client would then reuse a dead socket (ReadError). Asking
+        # for the close up front keeps the connection out of the pool.
+        headers["Connection"] = "close"
+    return headers
 
 
 async def create_agent(client: httpx.AsyncClient, state: LoadState) -> httpx.Response:
@@ -156,7 +167,8 @@ async def execute(client: httpx.AsyncClient, state: LoadState, *, fail: bool) ->
     body: dict[str, object] = {"agent_id": agent_id, "input": state.rng.choice(PROMPTS)}
     if fail:
         body["simulate"] = "provider_unavailable"
-    return await client.post(f"{AGENTS}/execute", json=body, headers=_headers(key))
+    headers = _headers(key, expect_500=fail)
+    return await client.post(f"{AGENTS}/execute", json=body, headers=headers)
 
 
 async def execute_ok(client: httpx.AsyncClient, state: LoadState) -> httpx.Response:
@@ -168,7 +180,8 @@ async def execute_provider_down(client: httpx.AsyncClient, state: LoadState) -> 
 
 
 async def crash(client: httpx.AsyncClient, state: LoadState) -> httpx.Response:
-    return await client.get("/api/v1/debug/crash", headers=_headers(state.key()))
+    headers = _headers(state.key(), expect_500=True)
+    return await client.get("/api/v1/debug/crash", headers=headers)
 
 
 async def handled_error(client: httpx.AsyncClient, state: LoadState) -> httpx.Response:
@@ -255,8 +268,12 @@ async def run_load(
     api_keys: list[str] | None = None,
     seed: int | None = None,
     progress: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> LoadSummary:
-    """Send the mix until `requests` are done or `duration` seconds have passed."""
+    """Send the mix until `requests` are done or `duration` seconds have passed.
+
+    `transport` replaces the network (tests drive an in-process app through it).
+    """
     if requests is None and duration is None:
         raise ValueError("give requests or duration")
     state = LoadState(keys=api_keys or list(BUILTIN_API_KEYS), rng=random.Random(seed))
@@ -265,7 +282,9 @@ async def run_load(
     summary = LoadSummary()
     bar = Progress(requests, duration, progress)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=15.0, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=15.0, limits=limits, transport=transport
+    ) as client:
         try:
             await client.get("/health/live", timeout=3.0)
         except httpx.TransportError as exc:
@@ -284,11 +303,15 @@ async def run_load(
                 issued += 1
                 scenario = state.rng.choices(scenarios, weights)[0]
                 t0 = time.perf_counter()
+                status: int | None = None
+                error: str | None = None
                 try:
-                    status: int | None = (await scenario(client, state)).status_code
-                except httpx.HTTPError:
-                    status = None
-                summary.results.append(Result(scenario.__name__, status, time.perf_counter() - t0))
+                    status = (await scenario(client, state)).status_code
+                except httpx.HTTPError as exc:
+                    error = type(exc).__name__
+                summary.results.append(
+                    Result(scenario.__name__, status, time.perf_counter() - t0, error)
+                )
                 bar.update(summary)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -227,7 +227,11 @@ def run(out: Path, requests: int, concurrency: int) -> int:
         services.append(api)
         wait_ready(provider)
         wait_ready(api)
-        print(f"services up: api {api.url}, model provider {provider.url}", file=sys.stderr)
+        print(
+            f"services up in {time.monotonic() - started:.1f} s: "
+            f"api {api.url}, model provider {provider.url}",
+            file=sys.stderr,
+        )
         summary = asyncio.run(
             run_load(api.url, requests=requests, concurrency=concurrency, seed=7, progress=True)
         )
@@ -235,8 +239,10 @@ def run(out: Path, requests: int, concurrency: int) -> int:
         trace_id, status = send_failing_request(api)
         metrics = {svc.name: scrape_metrics(svc, out) for svc in (api, provider)}
     finally:
+        stopping = time.monotonic()
         for service in reversed(services):
             stop(service)
+        print(f"services stopped in {time.monotonic() - stopping:.1f} s", file=sys.stderr)
     lines, missing = compose_report(out, trace_id, status, metrics)
     lines += ["", "Traffic", *(f"  {line}" for line in summary.render().splitlines())]
     lines.append(f"  whole run {time.monotonic() - started:.1f} s; files in {out}")

@@ -94,7 +94,11 @@ def build_downstream() -> FastAPI:
 
     @app.get("/echo-headers")
     def echo(request: Request) -> dict[str, str]:
-        return {k: v for k, v in request.headers.items() if k in ("traceparent", "sentry-trace", "baggage")}
+        return {
+            k: v
+            for k, v in request.headers.items()
+            if k in ("traceparent", "sentry-trace", "baggage")
+        }
 
     return app
 

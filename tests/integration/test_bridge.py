@@ -86,12 +86,16 @@ def test_incoming_trace_is_continued_in_every_sink(
     assert root.parent_span_id == PARENT
     assert root.name == "GET /api/v1/items/{item_id}"
     children = descendants_of(root, jaeger)
-    kinds = {(c.attributes.get("db.system") or c.attributes.get("db.system.name")) for c in children}
+    kinds = {
+        (c.attributes.get("db.system") or c.attributes.get("db.system.name")) for c in children
+    }
     assert {"postgresql", "redis"} <= kinds, children
     assert {s.span_id for s in jaeger} == {s.span_id for s in sentry}
     assert root.resource_attributes["service.version"] == "1.2.3"
     assert root.resource_attributes["deployment.environment"] == "staging"
-    assert all(r.request_headers.get("x-sentry-auth", "").startswith("Sentry sentry_key=") for r in sentry)
+    assert all(
+        r.request_headers.get("x-sentry-auth", "").startswith("Sentry sentry_key=") for r in sentry
+    )
     assert [r.getMessage() for r in logs.for_trace(TRACE) if r.name == "service"] == [
         "reading item 7"
     ]
@@ -107,9 +111,7 @@ def test_unhandled_500_is_captured_inside_the_failing_span(
     handle.force_flush()
     [event] = sentry_receiver.wait_for("event", lambda e: "exception" in e)
     trace_context = event["contexts"]["trace"]
-    spans = otlp_receiver.wait_for_spans(
-        lambda s: s.trace_id == trace_context["trace_id"], count=2
-    )
+    spans = otlp_receiver.wait_for_spans(lambda s: s.trace_id == trace_context["trace_id"], count=2)
     root = server_span(spans, trace_context["trace_id"])
     failing = next(s for s in spans if s.name == "load context")
     assert failing.parent_span_id == root.span_id
@@ -139,7 +141,9 @@ def test_handled_error_carries_context_on_that_event_only(
     assert "o-42" not in handled["exception"]["values"][0]["value"]
     assert "context" not in crashed["contexts"]
     assert "user" not in crashed, "user context leaked from one request into the next"
-    spans = otlp_receiver.wait_for_spans(lambda s: s.trace_id == handled["contexts"]["trace"]["trace_id"])
+    spans = otlp_receiver.wait_for_spans(
+        lambda s: s.trace_id == handled["contexts"]["trace"]["trace_id"]
+    )
     root = server_span(spans, handled["contexts"]["trace"]["trace_id"])
     assert any(e.name == "exception" for e in root.events)
 
@@ -164,9 +168,10 @@ def test_cross_service_call_carries_agreeing_headers(
     assert client.kind == "CLIENT"
     downstream = next(s for s in spans if s.kind == "SERVER" and s.parent_span_id == client_span_id)
     assert downstream.name == "GET /echo-headers"
-    assert client.parent_span_id == server_span(
-        [s for s in spans if s.name == "GET /api/v1/call"], TRACE
-    ).span_id
+    assert (
+        client.parent_span_id
+        == server_span([s for s in spans if s.name == "GET /api/v1/call"], TRACE).span_id
+    )
 
 
 def test_health_and_metrics_are_never_traced_nor_sent(
@@ -201,7 +206,9 @@ def test_envelope_mode_sends_transactions_with_child_spans(
         crash_trace = event["contexts"]["trace"]["trace_id"]
         otlp_receiver.wait_for_spans(lambda s: s.trace_id == crash_trace)
     # Only request transactions: no start-up connects, no scrapes.
-    assert all(t["transaction"].startswith(("GET ", "POST ")) for t in sentry_receiver.transactions())
+    assert all(
+        t["transaction"].startswith(("GET ", "POST ")) for t in sentry_receiver.transactions()
+    )
 
 
 def test_bugsink_stores_the_error_with_the_jaeger_trace_id(
@@ -214,9 +221,10 @@ def test_bugsink_stores_the_error_with_the_jaeger_trace_id(
     project = bugsink.create_project()
     # Bugsink has no OTLP ingestion: the Sentry trace arm must switch itself off, once.
     settings = settings_for(otlp_receiver, project.dsn, mode="otlp")
-    with caplog.at_level(logging.WARNING, logger="telemetry"), running_service(
-        settings, postgres_url, redis_url
-    ) as (url, handle, _):
+    with (
+        caplog.at_level(logging.WARNING, logger="telemetry"),
+        running_service(settings, postgres_url, redis_url) as (url, handle, _),
+    ):
         for _ in range(3):
             call("GET", f"{url}/api/v1/items/5")
         handle.force_flush()
@@ -242,7 +250,9 @@ def test_production_profile_samples_ten_percent_identically_and_keeps_every_erro
             call("GET", f"{url}/api/v1/crash")
         handle.force_flush()
         events = sentry_receiver.wait_for("event", lambda e: "exception" in e, count=errors_sent)
-    jaeger_traces = {s.trace_id for s in otlp_receiver.spans() if s.name.startswith("GET /api/v1/items")}
+    jaeger_traces = {
+        s.trace_id for s in otlp_receiver.spans() if s.name.startswith("GET /api/v1/items")
+    }
     sentry_traces = {
         s.trace_id for s in sentry_receiver.otlp_spans() if s.name.startswith("GET /api/v1/items")
     }

@@ -8,7 +8,7 @@ import shutil
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from tests.support.net import free_port
 from tests.support.processes import ManagedProcess
+from tests.support.prometheus import Prometheus
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 ROUTE = "/work/{n}"
@@ -110,15 +111,22 @@ def scrape(base: str) -> tuple[str, dict[tuple[str, str], Any]]:
     return response.headers["x-worker-pid"], samples
 
 
-def test_totals_and_exemplars_are_served_by_every_worker(multiworker_server: str) -> None:
-    base = multiworker_server
-    served: dict[str, list[str]] = {}  # worker pid -> trace ids of the requests it served
+def serve_from_both_workers(base: str, at_least: int) -> dict[str, list[str]]:
+    """Send requests until both workers served some; {worker pid: trace ids it served}."""
+    served: dict[str, list[str]] = {}
     sent = 0
-    while len(served) < 2 or sent < 40:
+    while len(served) < 2 or sent < at_least:
         assert sent < 1000, f"one worker answered every request: {served.keys()}"
         body = fresh_get(f"{base}/work/{sent}").json()
         served.setdefault(str(body["pid"]), []).append(body["trace_id"])
         sent += 1
+    return served
+
+
+def test_totals_and_exemplars_are_served_by_every_worker(multiworker_server: str) -> None:
+    base = multiworker_server
+    served = serve_from_both_workers(base, at_least=40)
+    sent = sum(len(traces) for traces in served.values())
     all_traces = {t for traces in served.values() for t in traces}
 
     # Make the last request's worker known, then let both workers flush their exemplars.
@@ -147,3 +155,25 @@ def test_totals_and_exemplars_are_served_by_every_worker(multiworker_server: str
             break
     # Proven both ways: the worker that did not serve the last request served its exemplar.
     assert answered == set(served) and last_pid in answered
+
+
+def test_prometheus_scrapes_exact_totals_and_exemplars(
+    multiworker_server: str, prometheus_factory: Callable[..., Prometheus]
+) -> None:
+    prometheus = prometheus_factory(targets=[multiworker_server.removeprefix("http://")])
+    prometheus.wait_for_targets_up()
+    served = serve_from_both_workers(multiworker_server, at_least=30)
+    sent = sum(len(traces) for traces in served.values())
+    all_traces = {t for traces in served.values() for t in traces}
+    selector = f'http_server_requests_total{{route="{ROUTE}"}}'
+    prometheus.wait_for_query(
+        f"sum({selector})", lambda result: float(result[0]["value"][1]) == sent if result else False
+    )
+    stored = prometheus.wait_for_exemplars(
+        selector, lambda labels: labels["trace_id"] in all_traces
+    )
+    assert all(
+        labels["trace_id"] in all_traces and len(labels["span_id"]) == 16 for labels in stored
+    )
+    histogram = f'http_server_request_duration_seconds_bucket{{route="{ROUTE}"}}'
+    assert prometheus.wait_for_exemplars(histogram, lambda labels: labels["trace_id"] in all_traces)

@@ -66,7 +66,9 @@ def _raise_and_capture(message: str) -> str:
 
 
 def test_otlp_receiver_decodes_a_real_protobuf_export(otlp_receiver: OTLPReceiver) -> None:
-    exporter = OTLPSpanExporter(endpoint=otlp_receiver.traces_endpoint, compression=Compression.Gzip)
+    exporter = OTLPSpanExporter(
+        endpoint=otlp_receiver.traces_endpoint, compression=Compression.Gzip
+    )
     provider = _tracer_provider(exporter)
     tracer = provider.get_tracer("support-test")
     with tracer.start_as_current_span("GET /orders/{id}", kind=SpanKind.SERVER) as parent:
@@ -94,17 +96,29 @@ def test_otlp_receiver_decodes_a_real_protobuf_export(otlp_receiver: OTLPReceive
 def test_otlp_receiver_decodes_otlp_json(otlp_receiver: OTLPReceiver) -> None:
     trace_id, span_id = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
     document = {
-        "resourceSpans": [{
-            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "js"}}]},
-            "scopeSpans": [{
-                "scope": {"name": "manual"},
-                "spans": [{
-                    "traceId": trace_id, "spanId": span_id, "name": "json-span", "kind": 3,
-                    "startTimeUnixNano": "1", "endTimeUnixNano": "2",
-                    "attributes": [{"key": "retries", "value": {"intValue": "3"}}],
-                }],
-            }],
-        }]
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "js"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "manual"},
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": span_id,
+                                "name": "json-span",
+                                "kind": 3,
+                                "startTimeUnixNano": "1",
+                                "endTimeUnixNano": "2",
+                                "attributes": [{"key": "retries", "value": {"intValue": "3"}}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
     }
     request = urllib.request.Request(
         otlp_receiver.traces_endpoint,
@@ -163,7 +177,9 @@ def test_sentry_receiver_gets_an_error_event_with_trace_context(
     [received] = sentry_receiver.transactions()
     assert received["transaction"] == "checkout"
     # sentry-sdk picks brotli whenever the module is importable, which it is here.
-    assert {envelope.http_headers.get("content-encoding") for envelope in sentry_receiver.envelopes()} == {"br"}
+    assert {
+        envelope.http_headers.get("content-encoding") for envelope in sentry_receiver.envelopes()
+    } == {"br"}
     assert {envelope.sentry_key for envelope in sentry_receiver.envelopes()} == {"testpublickey"}
     assert b"payment declined" in sentry_receiver.raw_bytes()
 
@@ -233,11 +249,24 @@ def test_alertmanager_receives_an_alert_from_prometheus(
     alertmanager = alertmanager_factory()
     assert alertmanager.status()["cluster"]["status"] == "disabled"
     rules = tmp_path / "rules.yml"
-    rules.write_text(json.dumps({
-        "groups": [{"name": "support", "rules": [
-            {"alert": "SupportAlwaysFiring", "expr": "vector(1)", "labels": {"severity": "page"}},
-        ]}]
-    }))
+    rules.write_text(
+        json.dumps(
+            {
+                "groups": [
+                    {
+                        "name": "support",
+                        "rules": [
+                            {
+                                "alert": "SupportAlwaysFiring",
+                                "expr": "vector(1)",
+                                "labels": {"severity": "page"},
+                            },
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     prometheus_factory(rule_files=[rules], alertmanager_url=alertmanager.url)
 
     alert = alertmanager.wait_for_alert(

@@ -116,9 +116,13 @@ def migrated_template(timeout: float = 120.0) -> Path:
     finally:
         process.stop()
     output = process.log_tail(max_chars=100_000)
-    tokens = [line.split("=", 1)[1] for line in output.splitlines() if line.startswith("BUGSINK_TOKEN=")]
+    tokens = [
+        line.split("=", 1)[1] for line in output.splitlines() if line.startswith("BUGSINK_TOKEN=")
+    ]
     if process.process.returncode != 0 or not tokens:
-        raise ServerStartError(f"Bugsink migrations failed; log {process.log_path}:\n{output[-4000:]}")
+        raise ServerStartError(
+            f"Bugsink migrations failed; log {process.log_path}:\n{output[-4000:]}"
+        )
     (staging / _TOKEN_FILE).write_text(tokens[0].strip())
     try:
         staging.rename(template)
@@ -190,11 +194,15 @@ class Bugsink:
         self._server = ManagedProcess(
             [
                 _venv_script("gunicorn"),
-                "--bind", f"{LOOPBACK}:{self.port}",
-                "--workers", "1",
+                "--bind",
+                f"{LOOPBACK}:{self.port}",
+                "--workers",
+                "1",
                 # Threads keep the test's API reads answered while an ingest request digests.
-                "--threads", "4",
-                "--timeout", "60",
+                "--threads",
+                "4",
+                "--timeout",
+                "60",
                 "--no-control-socket",
                 "bugsink.wsgi",
             ],
@@ -210,7 +218,10 @@ class Bugsink:
             for name in _SQLITE_FILES:
                 if (self.base_dir / name).exists():
                     raise ServerStartError(f"Bugsink opened {name} before it was copied in place")
-                shutil.copy2(template / name, self.base_dir / name)
+                # Copy then rename: SQLite must never see a half-written database file.
+                partial = self.base_dir / f"{name}.partial"
+                shutil.copy2(template / name, partial)
+                os.replace(partial, self.base_dir / name)
             self.api_token = (template / _TOKEN_FILE).read_text().strip()
             self._server.wait_until_ready(
                 lambda: http_ok(f"{self.url}/health/ready"), self.startup_timeout, "Bugsink"
@@ -281,7 +292,9 @@ class Bugsink:
 
     def event_by_sdk_id(self, project: BugsinkProject, event_id: str) -> StoredEvent | None:
         """The event the SDK sent with ``event_id`` (what ``capture_exception`` returns)."""
-        query = urllib.parse.urlencode({"project": project.id, "event_id": str(uuid.UUID(event_id))})
+        query = urllib.parse.urlencode(
+            {"project": project.id, "event_id": str(uuid.UUID(event_id))}
+        )
         try:
             return self._to_stored_event(self.api("GET", f"/events/lookup/?{query}"))
         except BugsinkError as error:
@@ -321,3 +334,9 @@ class Bugsink:
             project_id=int(detail["project"]),
             data=detail["data"],
         )
+
+
+if __name__ == "__main__":
+    # `python -m tests.support.bugsink` builds the migrated template ahead of the test run
+    # (e.g. in the background while CI lints), so the session fixture starts in seconds.
+    print(migrated_template())

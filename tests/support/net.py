@@ -148,7 +148,9 @@ class BackgroundHTTPServer:
         self.stop()
 
 
-def get_json(url: str, params: Mapping[str, str | float] | None = None, timeout: float = 10.0) -> Any:
+def get_json(
+    url: str, params: Mapping[str, str | float] | None = None, timeout: float = 10.0
+) -> Any:
     """GET ``url`` (with query ``params``) and decode the JSON answer; HTTP errors include
     the response body, which is where Prometheus and Alertmanager explain a bad query."""
     full_url = f"{url}?{urllib.parse.urlencode(params)}" if params else url

@@ -29,7 +29,7 @@ PROMETHEUS_APT_PACKAGE = "prometheus"
 OPENMETRICS_FIRST = ["OpenMetricsText1.0.0", "OpenMetricsText0.0.1", "PrometheusText0.0.4"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def prometheus_version(binary: str) -> tuple[int, int, int]:
     output = subprocess.run(
         [binary, "--version"], capture_output=True, text=True, timeout=30, check=True
@@ -212,8 +212,11 @@ class Prometheus:
         now = time.time()
         data: list[dict[str, Any]] = self._api(
             "query_exemplars",
-            {"query": promql, "start": start if start is not None else now - 3600,
-             "end": end if end is not None else now + 60},
+            {
+                "query": promql,
+                "start": start if start is not None else now - 3600,
+                "end": end if end is not None else now + 60,
+            },
         )
         return data
 

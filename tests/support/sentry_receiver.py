@@ -184,7 +184,9 @@ class _SentryRequestHandler(BaseHTTPRequestHandler):
                 items = [EnvelopeItem(item_type, {"type": item_type}, body, event)]
         except Exception as error:  # malformed input is answered 400, as Relay does
             receiver.record_error(f"{self.path}: {error!r}")
-            send_response_bytes(self, 400, json.dumps({"detail": str(error)}).encode(), "text/plain")
+            send_response_bytes(
+                self, 400, json.dumps({"detail": str(error)}).encode(), "text/plain"
+            )
             return
         receiver.record(
             ReceivedEnvelope(
@@ -290,7 +292,9 @@ class SentryReceiver(BackgroundHTTPServer):
 
     def raw_bytes(self) -> bytes:
         """Every decompressed body received (envelopes, store and OTLP), for leak searches."""
-        return b"\n".join([envelope.body for envelope in self.envelopes()] + [self.otlp.raw_bytes()])
+        return b"\n".join(
+            [envelope.body for envelope in self.envelopes()] + [self.otlp.raw_bytes()]
+        )
 
     def clear(self) -> None:
         with self._lock:

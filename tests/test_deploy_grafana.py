@@ -1,0 +1,250 @@
+"""Structural checks of grafana/: the committed dashboards are what grafana/generate.py
+makes, they only refer to provisioned data sources, their links carry the variables they
+need, and every panel query is PromQL that promtool accepts.
+
+No Grafana binary is available here: what Grafana itself would reject is checked through
+the documents it reads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.processes import MissingBinaryError, require_binary
+
+ROOT = Path(__file__).resolve().parents[1]
+GRAFANA = ROOT / "grafana"
+DATASOURCES = GRAFANA / "provisioning" / "datasources" / "datasources.yml"
+DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
+ALERTS = ROOT / "deploy" / "prometheus" / "rules" / "alerts.yml"
+RECORDING = ROOT / "deploy" / "prometheus" / "rules" / "recording.yml"
+METRICS_DOC = ROOT / "docs" / "metrics.md"
+
+
+def _load_generator() -> ModuleType:
+    # grafana/ is a directory of deploy files, not a package: load the module by path.
+    spec = importlib.util.spec_from_file_location("grafana_generate", GRAFANA / "generate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+generate = _load_generator()
+
+
+@pytest.fixture(scope="module")
+def dashboards() -> dict[str, dict[str, Any]]:
+    """The committed files, as Grafana reads them."""
+    files = sorted((GRAFANA / "dashboards").glob("*.json"))
+    assert files, "no dashboards committed"
+    return {path.name: json.loads(path.read_text()) for path in files}
+
+
+@pytest.fixture(scope="module")
+def datasources() -> dict[str, dict[str, Any]]:
+    document = yaml.safe_load(DATASOURCES.read_text())
+    return {source["uid"]: source for source in document["datasources"]}
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item)
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+
+
+def test_committed_dashboards_are_what_the_generator_makes(tmp_path: Path) -> None:
+    assert generate.stale_files() == [], "run: python grafana/generate.py"
+    generate.write(tmp_path)
+    committed = {path.name for path in (GRAFANA / "dashboards").glob("*.json")}
+    assert committed == {path.name for path in tmp_path.glob("*.json")}
+    for name in committed:
+        assert (tmp_path / name).read_bytes() == (GRAFANA / "dashboards" / name).read_bytes()
+
+
+def test_generator_check_mode_detects_stale_files(tmp_path: Path) -> None:
+    generate.write(tmp_path)
+    (tmp_path / "dependencies.json").write_text("{}\n")
+    assert generate.stale_files(tmp_path) == ["dependencies.json"]
+    result = subprocess.run(
+        [sys.executable, str(GRAFANA / "generate.py"), "--check"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_four_dashboards_exist_with_unique_uids(dashboards: dict[str, dict[str, Any]]) -> None:
+    uids = [dashboard["uid"] for dashboard in dashboards.values()]
+    assert sorted(uids) == sorted({
+        "telemetry-service-overview", "telemetry-release-comparison",
+        "telemetry-dependencies", "telemetry-pipeline",
+    })
+    for dashboard in dashboards.values():
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        assert len(ids) == len(set(ids)), f"{dashboard['uid']}: duplicate panel ids"
+
+
+def test_dashboards_refer_only_to_provisioned_datasources(
+    dashboards: dict[str, dict[str, Any]], datasources: dict[str, dict[str, Any]]
+) -> None:
+    assert {"prometheus", "jaeger"} <= set(datasources)
+    for name, dashboard in dashboards.items():
+        for node in _walk(dashboard):
+            source = node.get("datasource")
+            if isinstance(source, dict):
+                assert source["uid"] in datasources, f"{name}: unknown datasource {source}"
+                assert source["type"] == datasources[source["uid"]]["type"], name
+
+
+def test_exemplars_link_to_jaeger_and_sentry_by_trace_id(
+    datasources: dict[str, dict[str, Any]],
+) -> None:
+    destinations = datasources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    # The exemplar label the library writes (docs/metrics.md).
+    assert {destination["name"] for destination in destinations} == {"trace_id"}
+    internal = [d for d in destinations if "datasourceUid" in d]
+    external = [d for d in destinations if "url" in d]
+    assert [d["datasourceUid"] for d in internal] == ["jaeger"]
+    assert len(external) == 1
+    # `$$` is Grafana provisioning's escape: the panel sees ${__value.raw}, the trace id.
+    assert external[0]["url"] == "${SENTRY_ISSUES_URL}trace%3A$${__value.raw}"
+    jaeger = datasources["jaeger"]["jsonData"]["tracesToMetrics"]
+    assert jaeger["datasourceUid"] == "prometheus"
+    assert {tag["value"] for tag in jaeger["tags"]} == {"service", "route"}
+
+
+def test_latency_and_traffic_panels_show_exemplars(dashboards: dict[str, dict[str, Any]]) -> None:
+    overview = dashboards["service-overview.json"]
+    by_title = {panel["title"]: panel for panel in _panels(overview)}
+    latency = by_title["Latency p50 / p95 / p99"]
+    assert [t["expr"].split(",")[0] for t in latency["targets"]] == [
+        "histogram_quantile(0.50", "histogram_quantile(0.95", "histogram_quantile(0.99"
+    ]
+    assert all(target["exemplar"] for target in latency["targets"])
+    assert all(target["exemplar"] for target in by_title["Throughput"]["targets"])
+
+
+def test_data_links_carry_their_variables(dashboards: dict[str, dict[str, Any]]) -> None:
+    links = [
+        (name, link)
+        for name, dashboard in dashboards.items()
+        for panel in _panels(dashboard)
+        for link in panel["fieldConfig"]["defaults"].get("links", [])
+    ]
+    assert links
+    for name, link in links:
+        url = link["url"]
+        assert url.startswith(("${sentry_issues_url:raw}", "${jaeger_url:raw}/search?")), url
+        assert re.search(r"\$\{__field\.labels\.(service|route|release)", url), (name, url)
+    sentry_queries = {
+        re.sub(r"%3A.*", "", link["url"].removeprefix("${sentry_issues_url:raw}"))
+        for _, link in links
+        if link["url"].startswith("${sentry_issues_url")
+    }
+    # From a release to its issues, from a route to the issues of that transaction.
+    assert sentry_queries == {"release", "transaction"}
+
+
+def test_link_variables_have_working_local_defaults(dashboards: dict[str, dict[str, Any]]) -> None:
+    for dashboard in dashboards.values():
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["jaeger_url"]["query"] == "http://127.0.0.1:16686"
+        assert variables["sentry_issues_url"]["query"] == "http://127.0.0.1:8080/issues/1/?q="
+        assert variables["service"]["datasource"]["uid"] == "prometheus"
+
+
+def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
+    try:
+        promtool = require_binary("promtool", "prometheus")
+    except MissingBinaryError as error:
+        pytest.fail(str(error), pytrace=False)
+    queries = generate.promql_expressions()
+    assert len(queries) >= 30
+    # promtool parses expressions only inside rule files: one recording rule per query.
+    rules = {
+        "groups": [{
+            "name": "grafana-panels",
+            "rules": [
+                {"record": f"panel:{q.dashboard_uid.replace('-', '_')}:{q.panel_id}_{q.ref_id}",
+                 "expr": q.expr}
+                for q in queries
+            ],
+        }]
+    }
+    path = tmp_path / "panels.yml"
+    path.write_text(json.dumps(rules))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(queries)} rules found" in result.stdout
+
+
+def test_promql_expressions_replace_every_variable() -> None:
+    for query in generate.promql_expressions():
+        assert "$" not in query.expr, query
+    with pytest.raises(KeyError, match=r"\$unknown"):
+        generate.substitute('up{job="$unknown"}')
+
+
+def test_panels_use_documented_metrics_and_existing_recording_rules() -> None:
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", METRICS_DOC.read_text(), re.MULTILINE))
+    recorded = {
+        rule["record"]
+        for group in yaml.safe_load(RECORDING.read_text())["groups"]
+        for rule in group["rules"]
+    }
+    for query in generate.promql_expressions():
+        for name in re.findall(r"\b([a-z_]+:[a-z0-9_:]+)\b", query.expr):
+            assert name in recorded, f"{query.panel_title}: no recording rule {name}"
+        for name in re.findall(r"\b((?:http|db|telemetry)_[a-z_]+|service_build_info)\b(?!:)",
+                               query.expr):
+            base = re.sub(r"_(bucket|count|sum)$", "", name)
+            assert base in documented, f"{query.panel_title}: {name} not in docs/metrics.md"
+
+
+def test_alert_links_open_existing_panels(dashboards: dict[str, dict[str, Any]]) -> None:
+    panels = {
+        dashboard["uid"]: {panel["id"] for panel in dashboard["panels"]}
+        for dashboard in dashboards.values()
+    }
+    links = [
+        rule["annotations"]["dashboard"]
+        for group in yaml.safe_load(ALERTS.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+    assert links
+    for link in links:
+        match = re.search(r"/d/([\w-]+)/[\w-]+\?.*viewPanel=(\d+)", link)
+        assert match, link
+        uid, panel_id = match.group(1), int(match.group(2))
+        assert uid in panels, link
+        assert panel_id in panels[uid], link
+
+
+def test_dashboard_provider_reads_the_mounted_directory() -> None:
+    provider = yaml.safe_load(DASHBOARD_PROVIDERS.read_text())["providers"][0]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts
