@@ -15,15 +15,17 @@ pipelines. Both would undercount exactly the calls a dependency dashboard is abo
   ``immediate_execute_command`` (sync and asyncio clients; cluster clients are not covered).
 
 The wrappers are installed once per process and never removed: :func:`uninstrument` only
-detaches the recording ``TelemetryMetrics``, which turns them into a plain call. Install them
-before OpenTelemetry's instrumentors: OTel's ``uninstrument`` removes whatever wrapper is
-outermost, so ours must sit below OTel's, never above it.
+detaches the recording ``TelemetryMetrics``, which turns them into a plain call. They always
+sit innermost, below OTel's wrapt proxies whatever the order of installation, because OTel's
+``uninstrument`` replaces the outermost wrapper by what it wraps.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import inspect
+import types
 from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -75,13 +77,22 @@ def _patched(function: Any) -> bool:
 
 
 def _patch(owner: Any, attribute: str, make: Callable[[Any], Any]) -> None:
-    original = getattr(owner, attribute)
-    if _patched(original):
+    current = inspect.getattr_static(owner, attribute)
+    if _patched(current):
         return
-    wrapper = make(original)
-    functools.update_wrapper(wrapper, original)
+    # Slide in below any wrapt proxies already there (OTel's instrumentors): OTel's uninstrument
+    # replaces the outermost proxy by what it wraps, so ours must never be the outermost.
+    # type(), not isinstance(): wrapt proxies pass isinstance checks for what they wrap.
+    proxy, target = None, current
+    while type(target) is not types.FunctionType and hasattr(target, "__wrapped__"):
+        proxy, target = target, target.__wrapped__
+    wrapper = make(target)
+    functools.update_wrapper(wrapper, target)
     setattr(wrapper, _MARK, True)
-    setattr(owner, attribute, wrapper)
+    if proxy is None:
+        setattr(owner, attribute, wrapper)
+    else:
+        proxy.__wrapped__ = wrapper
 
 
 def _sync_timed(record: Recorder) -> WrapperFactory:

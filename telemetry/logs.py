@@ -44,7 +44,9 @@ LIFECYCLE_LOGGER = "telemetry.lifecycle"
 
 _OWN_ATTRS = frozenset({"trace_id", "span_id", "trace_sampled", "sentry_event_id"})
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-    "message", "asctime", "taskName",
+    "message",
+    "asctime",
+    "taskName",
     "color_message",  # uvicorn's ANSI copy of the message
 }
 _DONE = "_telemetry_enriched"
@@ -165,15 +167,19 @@ class _RecordFactory:
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items()
-            if k not in _STANDARD_ATTRS and k not in _OWN_ATTRS and not k.startswith("_")}
+    return {
+        k: v
+        for k, v in vars(record).items()
+        if k not in _STANDARD_ATTRS and k not in _OWN_ATTRS and not k.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line (staging, production): what Loki/Grafana index."""
 
-    def __init__(self, service: str, environment: str,
-                 policy: ScrubbingPolicy | None = None) -> None:
+    def __init__(
+        self, service: str, environment: str, policy: ScrubbingPolicy | None = None
+    ) -> None:
         super().__init__()
         self.service = service
         self.environment = environment
@@ -197,8 +203,9 @@ class JsonFormatter(logging.Formatter):
         if event_id:
             payload["sentry_event_id"] = event_id
         if record.exc_info and not record.exc_text:
-            record.exc_text = self.policy.scrub_text(self.formatException(record.exc_info),
-                                                     tail=True)
+            record.exc_text = self.policy.scrub_text(
+                self.formatException(record.exc_info), tail=True
+            )
         if record.exc_text:
             payload["exception"] = record.exc_text
         if record.stack_info:
@@ -244,8 +251,9 @@ class ConsoleFormatter(logging.Formatter):
             parts.append(f"sentry_event_id={event_id}")
         line = " ".join(parts)
         if record.exc_info and not record.exc_text:
-            record.exc_text = self.policy.scrub_text(self.formatException(record.exc_info),
-                                                     tail=True)
+            record.exc_text = self.policy.scrub_text(
+                self.formatException(record.exc_info), tail=True
+            )
         if record.exc_text:
             line = f"{line}\n{record.exc_text}"
         if record.stack_info:
@@ -255,7 +263,7 @@ class ConsoleFormatter(logging.Formatter):
 
 def _kv(value: Any) -> str:
     text = str(value)
-    return json.dumps(text) if (not text or any(c in text for c in " \"=\n")) else text
+    return json.dumps(text) if (not text or any(c in text for c in ' "=\n')) else text
 
 
 def log_lifecycle(event: str, **fields: Any) -> None:
@@ -267,8 +275,9 @@ def log_lifecycle(event: str, **fields: Any) -> None:
     present = {k: v for k, v in fields.items() if v is not None}
     message = " ".join([event, *(f"{k}={_kv(v)}" for k, v in present.items())])
     # A key equal to a LogRecord attribute would make logging raise: suffix it.
-    extra: dict[str, Any] = {(f"{k}_" if k in _STANDARD_ATTRS or k in _OWN_ATTRS else k): v
-                             for k, v in present.items()}
+    extra: dict[str, Any] = {
+        (f"{k}_" if k in _STANDARD_ATTRS or k in _OWN_ATTRS else k): v for k, v in present.items()
+    }
     extra["event"] = event
     extra[_LIFECYCLE] = True
     logging.getLogger(LIFECYCLE_LOGGER).info("%s", message, extra=extra)
@@ -301,8 +310,9 @@ _installed: LoggingHandle | None = None
 _processor_registered = False
 
 
-def _restore_logger(logger: logging.Logger, handlers: list[logging.Handler],
-                    propagate: bool) -> None:
+def _restore_logger(
+    logger: logging.Logger, handlers: list[logging.Handler], propagate: bool
+) -> None:
     logger.handlers = handlers
     logger.propagate = propagate
 
@@ -347,10 +357,14 @@ def install_logging(
             return _installed
         resolved = _resolve_format(log_format, environment)
         policy = policy or ScrubbingPolicy.default()
-        numeric_level = (level if isinstance(level, int)
-                         else logging.getLevelNamesMapping()[level.upper()])
-        formatter: logging.Formatter = (JsonFormatter(service, environment, policy)
-                                        if resolved == "json" else ConsoleFormatter(policy))
+        numeric_level = (
+            level if isinstance(level, int) else logging.getLevelNamesMapping()[level.upper()]
+        )
+        formatter: logging.Formatter = (
+            JsonFormatter(service, environment, policy)
+            if resolved == "json"
+            else ConsoleFormatter(policy)
+        )
         root = logging.getLogger()
         if add_handler is None:
             add_handler = not root.handlers
@@ -369,6 +383,7 @@ def install_logging(
             factory.active = False  # if someone wrapped it since, it becomes a pass-through
             if logging.getLogRecordFactory() is factory:
                 logging.setLogRecordFactory(factory.previous)
+
         undo.append(restore_factory)
 
         if handler is not None:
@@ -386,8 +401,9 @@ def install_logging(
         if take_over_uvicorn:
             for name in UVICORN_LOGGERS:
                 logger = logging.getLogger(name)
-                undo.append(partial(_restore_logger, logger, list(logger.handlers),
-                                    logger.propagate))
+                undo.append(
+                    partial(_restore_logger, logger, list(logger.handlers), logger.propagate)
+                )
                 logger.handlers = []
                 logger.propagate = True
 

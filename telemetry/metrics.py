@@ -5,7 +5,7 @@ Usage (what ``setup_telemetry`` does)::
 
     metrics = TelemetryMetrics(service="api", version="1.2.0", environment="production")
     metrics.install(app)                  # request metrics + /metrics, before the app starts
-    metrics.instrument_dependencies()     # httpx, SQLAlchemy, redis: before OTel's instrumentors
+    metrics.instrument_dependencies()     # httpx, SQLAlchemy, redis: every call, sampled or not
 
 Registry: every instance registers its metrics in its own ``CollectorRegistry`` so tests and
 repeated setups never collide on "Duplicated timeseries". ``/metrics`` serves that registry
@@ -305,7 +305,7 @@ class TelemetryMetrics:
 
     def instrument_dependencies(self) -> list[str]:
         """Record every httpx, SQLAlchemy and redis call, sampled or not; returns the libraries
-        found. Call it before OpenTelemetry's instrumentors (see ``telemetry._dependencies``)."""
+        found. Before or after OpenTelemetry's instrumentors, see ``_dependency_metrics``."""
         return _dependencies.instrument(self)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:

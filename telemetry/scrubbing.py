@@ -49,32 +49,103 @@ LABEL_MAX_LENGTH = 256
 _SCAN_SLACK = 1024
 _MAX_DEPTH = 48
 
-DEFAULT_NAMES = frozenset({  # headers, client addresses (PII: send_default_pii is off), fields
-    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
-    "x-auth-token", "x-csrf-token", "x-xsrf-token", "x-forwarded-for", "x-real-ip", "remote_addr",
-    "password", "passwd", "pwd", "passphrase", "api_key", "apikey", "api-key",
-    "x_api_key", "secret", "client_secret", "token", "access_token", "refresh_token",
-    "id_token", "private_key", "auth", "credentials", "session", "sessionid",
-    "session_id", "csrf", "csrftoken", "xsrf", "cookies", "dsn", "jwt", "signature",
-    "card_number", "cardnumber", "credit_card", "cvv", "cvc",
-})
+DEFAULT_NAMES = frozenset(
+    {  # headers, client addresses (PII: send_default_pii is off), fields
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-auth-token",
+        "x-csrf-token",
+        "x-xsrf-token",
+        "x-forwarded-for",
+        "x-real-ip",
+        "remote_addr",
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "api_key",
+        "apikey",
+        "api-key",
+        "x_api_key",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "private_key",
+        "auth",
+        "credentials",
+        "session",
+        "sessionid",
+        "session_id",
+        "csrf",
+        "csrftoken",
+        "xsrf",
+        "cookies",
+        "dsn",
+        "jwt",
+        "signature",
+        "card_number",
+        "cardnumber",
+        "credit_card",
+        "cvv",
+        "cvc",
+    }
+)
 # Any name containing one of these is sensitive (``db_password``, ``stripe_api_key``).
-DEFAULT_FRAGMENTS = frozenset({"password", "passwd", "secret", "apikey", "privatekey",
-                               "accesstoken", "refreshtoken", "authtoken", "sessiontoken"})
+DEFAULT_FRAGMENTS = frozenset(
+    {
+        "password",
+        "passwd",
+        "secret",
+        "apikey",
+        "privatekey",
+        "accesstoken",
+        "refreshtoken",
+        "authtoken",
+        "sessiontoken",
+    }
+)
 # Any name ending with one of these is sensitive (``github_token``), but not
 # ``max_tokens`` / ``input_tokens``, which an LLM platform records everywhere.
 DEFAULT_SUFFIXES = frozenset({"token", "cookie", "sessionid", "dsn"})
 
 # Keys whose values are never scrubbed nor truncated: they join the sinks together.
-PRESERVED_KEYS = frozenset({"trace_id", "span_id", "parent_span_id", "traceId", "spanId",
-                            "parentSpanId", "event_id", "http.route", "http.status_code",
-                            "http.response.status_code", "status_code", "otel.status_code"})
+PRESERVED_KEYS = frozenset(
+    {
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "traceId",
+        "spanId",
+        "parentSpanId",
+        "event_id",
+        "http.route",
+        "http.status_code",
+        "http.response.status_code",
+        "status_code",
+        "otel.status_code",
+    }
+)
 # Sentry event sections that never hold user data; skipping them keeps scrubbing cheap.
 _EVENT_SKIP = frozenset({"_meta", "sdk", "modules", "debug_meta", "event_id"})
 # Attribute values where the end matters most (the innermost frame, the message).
 _TAIL_KEYS = frozenset({"exception.stacktrace"})
-_SAFE_SCALARS = (bool, int, float, _dt.date, _dt.time, _dt.timedelta, decimal.Decimal,
-                 uuid.UUID, enum.Enum)
+_SAFE_SCALARS = (
+    bool,
+    int,
+    float,
+    _dt.date,
+    _dt.time,
+    _dt.timedelta,
+    decimal.Decimal,
+    uuid.UUID,
+    enum.Enum,
+)
 _PLACEHOLDER = re.compile(r"\?|%s|%\(\w+\)s|\$\d+|:\w+|\{\w*\}")
 
 
@@ -97,8 +168,23 @@ def _luhn_ok(digits: str) -> bool:
 # a key needs a separator and a sensitive name inside the text; a secret recognised by
 # its shape needs one of these literals or a run of 8 digits. (str.__contains__ is far
 # cheaper than a regex alternation tried at every position.)
-_SHAPE_LITERALS = ("@", "bearer", "basic", "eyj", "sk-", "_live_", "_test_", "akia", "xox",
-                   "glpat", "ghp_", "gho_", "ghu_", "ghs_", "ghr_")
+_SHAPE_LITERALS = (
+    "@",
+    "bearer",
+    "basic",
+    "eyj",
+    "sk-",
+    "_live_",
+    "_test_",
+    "akia",
+    "xox",
+    "glpat",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+)
 _DIGITS = re.compile(r"\d(?:[ -]?\d){7}")
 # One scanner, linear in the text: a `key=` / `key:` / `"key": ` candidate (its value is
 # not consumed, so a URL inside a harmless value is still scanned), or a secret by shape.
@@ -112,14 +198,16 @@ _SCAN = re.compile(
     r"|(?P<known>\b(?:sk|pk|rk)_(?:live|test)_[0-9a-z]{10,}|\bgh[pousr]_[0-9a-z]{30,}"
     r"|\bakia[0-9a-z]{16}\b|\bsk-[\w-]{20,}|\bxox[baprs]-[\w-]{10,}|\bglpat-[\w-]{20,})"
     r"|(?P<card>(?<![\w.\-])(?:\d[ -]?){12,18}\d(?![\w\-]))",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 # The value after a sensitive key: quoted (to the closing quote, escapes honoured) or
 # a bare token, with an optional auth scheme ("token: Bearer abc").
 _VALUE = re.compile(
     r"(?P<vq>\\?[\"'])(?P<qv>(?:\\.|.)*?)(?:(?P=vq)|(?=[\r\n])|\Z)"
     r"|(?P<uv>%\(\w+\)s|(?:(?:bearer|basic|digest|negotiate|token)[ \t]+)?"
     r"[^\s&;,\"'<>(){}\[\]\\]+)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 # Header lines: the rest of the line is the credential (a Cookie line holds many pairs).
 _LINE_VALUED = frozenset({"authorization", "proxyauthorization", "cookie", "setcookie"})
 _LINE = re.compile(r"(?![\"'\s])[^\r\n]+")
@@ -129,10 +217,12 @@ def _shape_replacement(m: re.Match[str]) -> str:
     """Replacement for a secret recognised by its shape (not by a key)."""
     kind, text = m.lastgroup, m.group(0)
     if kind == "basic":
-        token = text[len(m.group("basic")):]
+        token = text[len(m.group("basic")) :]
         # base64 credentials, not prose like "Basic authentication failed"
-        if not (re.search(r"[0-9+/=]", token)
-                or (len(token) % 4 == 0 and token.lower() != token != token.upper())):
+        if not (
+            re.search(r"[0-9+/=]", token)
+            or (len(token) % 4 == 0 and token.lower() != token != token.upper())
+        ):
             return text
     if kind in ("url", "bearer", "basic"):
         return m.group(kind) + FILTERED + ("@" if kind == "url" else "")
@@ -161,16 +251,16 @@ class ScrubbingPolicy:
     max_length: int = DEFAULT_MAX_LENGTH
     keep_user_email: bool = False
     _cores: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
-    _extra: tuple[re.Pattern[str], ...] = dataclasses.field(
-        init=False, repr=False, compare=False)
-    _cache: dict[str, bool] = dataclasses.field(
-        init=False, repr=False, compare=False, hash=False)
+    _extra: tuple[re.Pattern[str], ...] = dataclasses.field(init=False, repr=False, compare=False)
+    _cache: dict[str, bool] = dataclasses.field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_length < 64:
             raise ValueError(f"max_length must be at least 64, got {self.max_length}")
-        norm = {f: frozenset(normalise_name(n) for n in getattr(self, f) if n)
-                for f in ("names", "fragments", "suffixes")}
+        norm = {
+            f: frozenset(normalise_name(n) for n in getattr(self, f) if n)
+            for f in ("names", "fragments", "suffixes")
+        }
         extra = []
         for pattern in self.patterns:
             try:
@@ -183,8 +273,11 @@ class ScrubbingPolicy:
         object.__setattr__(self, "_extra", tuple(extra))
         every = norm["names"] | norm["fragments"] | norm["suffixes"]
         # a name containing another core is implied by it ("accesstoken" by "token")
-        object.__setattr__(self, "_cores", tuple(sorted(
-            c for c in every if not any(o != c and o in c for o in every))))
+        object.__setattr__(
+            self,
+            "_cores",
+            tuple(sorted(c for c in every if not any(o != c and o in c for o in every))),
+        )
         object.__setattr__(self, "_cache", {})
 
     @classmethod
@@ -192,9 +285,15 @@ class ScrubbingPolicy:
         return _default_policy()
 
     @classmethod
-    def from_lists(cls, fields: Iterable[str] = (), patterns: Iterable[str] = (), *,
-                   replace_defaults: bool = False, max_length: int = DEFAULT_MAX_LENGTH,
-                   keep_user_email: bool = False) -> ScrubbingPolicy:
+    def from_lists(
+        cls,
+        fields: Iterable[str] = (),
+        patterns: Iterable[str] = (),
+        *,
+        replace_defaults: bool = False,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        keep_user_email: bool = False,
+    ) -> ScrubbingPolicy:
         """Build from plain lists (``TELEMETRY_SCRUB_FIELDS`` / ``_PATTERNS``).
 
         The fields add to the defaults unless ``replace_defaults`` is set, in which case
@@ -202,21 +301,29 @@ class ScrubbingPolicy:
         """
         fields = [f.strip() for f in fields if f.strip()]
         if replace_defaults:
-            return cls(names=frozenset(fields), fragments=frozenset(),
-                       suffixes=frozenset(), patterns=tuple(patterns),
-                       max_length=max_length, keep_user_email=keep_user_email)
-        return dataclasses.replace(cls.default(), max_length=max_length,
-                                   keep_user_email=keep_user_email).extend(
-                                       names=fields, patterns=patterns)
+            return cls(
+                names=frozenset(fields),
+                fragments=frozenset(),
+                suffixes=frozenset(),
+                patterns=tuple(patterns),
+                max_length=max_length,
+                keep_user_email=keep_user_email,
+            )
+        return dataclasses.replace(
+            cls.default(), max_length=max_length, keep_user_email=keep_user_email
+        ).extend(names=fields, patterns=patterns)
 
     from_settings = from_lists  # (TELEMETRY_SCRUB_FIELDS, TELEMETRY_SCRUB_PATTERNS)
 
-    def extend(self, names: Iterable[str] = (), patterns: Iterable[str] = (),
-               fragments: Iterable[str] = ()) -> ScrubbingPolicy:
+    def extend(
+        self, names: Iterable[str] = (), patterns: Iterable[str] = (), fragments: Iterable[str] = ()
+    ) -> ScrubbingPolicy:
         return dataclasses.replace(
-            self, names=self.names | frozenset(names),
+            self,
+            names=self.names | frozenset(names),
             fragments=self.fragments | frozenset(fragments),
-            patterns=self.patterns + tuple(p for p in patterns if p))
+            patterns=self.patterns + tuple(p for p in patterns if p),
+        )
 
     # -- names and text -------------------------------------------------------------
 
@@ -225,11 +332,14 @@ class ScrubbingPolicy:
         if hit is None:
             norm = normalise_name(name)
             last = norm.rsplit(".", 1)[-1]
-            hit = (norm in self.names or last in self.names
-                   or any(f in norm for f in self.fragments)
-                   or norm.endswith(tuple(self.suffixes))
-                   # bind parameters are opt-in in OTel and may hold any user data
-                   or (norm.startswith("db.") and ".parameter" in norm))
+            hit = (
+                norm in self.names
+                or last in self.names
+                or any(f in norm for f in self.fragments)
+                or norm.endswith(tuple(self.suffixes))
+                # bind parameters are opt-in in OTel and may hold any user data
+                or (norm.startswith("db.") and ".parameter" in norm)
+            )
             if len(self._cache) > 4096:  # keys can be attacker-chosen: stay bounded
                 self._cache.clear()
             self._cache[name] = hit
@@ -241,7 +351,7 @@ class ScrubbingPolicy:
         too_long = truncate and len(text) > limit
         work = text
         if too_long:
-            work = text[-(limit + _SCAN_SLACK):] if tail else text[: limit + _SCAN_SLACK]
+            work = text[-(limit + _SCAN_SLACK) :] if tail else text[: limit + _SCAN_SLACK]
         out = self._scan(work) if self._may_hold_secret(work) else work
         for pattern in self._extra:
             out = pattern.sub(FILTERED, out)
@@ -265,7 +375,7 @@ class ScrubbingPolicy:
         while (m := _SCAN.search(text, pos)) is not None:
             end = m.end()
             if m.lastgroup != "key":
-                parts += (text[pos:m.start()], _shape_replacement(m))
+                parts += (text[pos : m.start()], _shape_replacement(m))
             elif not self.is_sensitive_name(m.group("name")):
                 parts.append(text[pos:end])
             else:
@@ -294,7 +404,7 @@ class ScrubbingPolicy:
         elif value.group("uv") is not None:
             parts.append(FILTERED)
         else:
-            parts.append(value.group("vq") + FILTERED + text[value.end("qv"):value.end()])
+            parts.append(value.group("vq") + FILTERED + text[value.end("qv") : value.end()])
         return value.end()
 
     def scrub_label_value(self, value: str) -> str:
@@ -315,8 +425,12 @@ class ScrubbingPolicy:
         if isinstance(value, Mapping):
             return self._scrub_mapping(value, _depth)
         if isinstance(value, (list, tuple)):
-            if (len(value) == 2 and isinstance(value[0], str) and value[1] not in (None, "")
-                    and self.is_sensitive_name(value[0])):  # [name, value] pair
+            if (
+                len(value) == 2
+                and isinstance(value[0], str)
+                and value[1] not in (None, "")
+                and self.is_sensitive_name(value[0])
+            ):  # [name, value] pair
                 pair = [value[0], self._filter(value[1])]
                 return pair if isinstance(value, list) else tuple(pair)
             return self._scrub_items(value, _depth)
@@ -340,8 +454,12 @@ class ScrubbingPolicy:
         out = [self.scrub_value(v, depth + 1) for v in items]
         for i, item in enumerate(items[:-1]):
             # argv style ["--password", "hunter2"]: the flag names the next item
-            if (isinstance(item, str) and item.startswith("-") and len(item) < 64
-                    and self.is_sensitive_name(item.lstrip("-"))):
+            if (
+                isinstance(item, str)
+                and item.startswith("-")
+                and len(item) < 64
+                and self.is_sensitive_name(item.lstrip("-"))
+            ):
                 out[i + 1] = self._filter(items[i + 1])
         if all(a is b for a, b in zip(out, items, strict=True)):
             return items
@@ -393,8 +511,16 @@ class ScrubbingPolicy:
             return out
         except Exception:  # never lose an error to the scrubber; never send it raw
             _log.debug("scrubbing failed; sending a reduced event", exc_info=True)
-            keep = ("event_id", "timestamp", "level", "platform", "type", "release",
-                    "environment", "transaction")
+            keep = (
+                "event_id",
+                "timestamp",
+                "level",
+                "platform",
+                "type",
+                "release",
+                "environment",
+                "transaction",
+            )
             return {k: event[k] for k in keep if k in event} | {"message": FILTERED}
 
     def scrub_breadcrumb(self, crumb: Any, hint: Any = None) -> Any:
@@ -412,8 +538,11 @@ class ScrubbingPolicy:
     def _scrub_logentry(self, entry: Mapping[str, Any]) -> Any:
         out = self._scrub_mapping(entry, 0)
         formatted, params = entry.get("formatted"), out.get("params")
-        if (isinstance(formatted, str) and isinstance(params, (list, tuple))
-                and out.get("formatted") != formatted):
+        if (
+            isinstance(formatted, str)
+            and isinstance(params, (list, tuple))
+            and out.get("formatted") != formatted
+        ):
             # A secret may be split over params ("%s=%s", "password", "hunter2"): a
             # param that no longer shows in the scrubbed text was (part of) a secret.
             kept = str(out.get("formatted"))
@@ -424,7 +553,8 @@ class ScrubbingPolicy:
     # -- span attributes ----------------------------------------------------------------
 
     def scrub_attributes(
-        self, attributes: Mapping[str, AttributeValue] | None,
+        self,
+        attributes: Mapping[str, AttributeValue] | None,
     ) -> dict[str, AttributeValue] | None:
         """Scrubbed copy of OTel attributes, or None when nothing needed to change."""
         changed: dict[str, AttributeValue] | None = None
@@ -433,14 +563,16 @@ class ScrubbingPolicy:
                 continue
             new: AttributeValue
             if isinstance(value, str):
-                new = (FILTERED if value and self.is_sensitive_name(key)
-                       else self.scrub_text(value, tail=key in _TAIL_KEYS))
+                new = (
+                    FILTERED
+                    if value and self.is_sensitive_name(key)
+                    else self.scrub_text(value, tail=key in _TAIL_KEYS)
+                )
             elif isinstance(value, Sequence) and value and isinstance(value[0], str):
                 if self.is_sensitive_name(key):
                     new = tuple(FILTERED for _ in value)
                 else:
-                    scrubbed = [self.scrub_text(v) if isinstance(v, str) else v
-                                for v in value]
+                    scrubbed = [self.scrub_text(v) if isinstance(v, str) else v for v in value]
                     new = value if scrubbed == list(value) else tuple(scrubbed)
             else:
                 continue  # numbers and booleans carry no secrets
@@ -453,19 +585,31 @@ class ScrubbingPolicy:
     def scrub_span(self, span: ReadableSpan) -> ReadableSpan:
         """The span itself when clean; otherwise a scrubbed ``ReadableSpan`` copy."""
         attrs = self.scrub_attributes(span.attributes)
-        events = [ev if (ev_attrs := self.scrub_attributes(ev.attributes)) is None
-                  else Event(ev.name, ev_attrs, ev.timestamp) for ev in span.events]
-        links = [ln if (ln_attrs := self.scrub_attributes(ln.attributes)) is None
-                 else Link(ln.context, ln_attrs) for ln in span.links]
+        events = [
+            ev
+            if (ev_attrs := self.scrub_attributes(ev.attributes)) is None
+            else Event(ev.name, ev_attrs, ev.timestamp)
+            for ev in span.events
+        ]
+        links = [
+            ln
+            if (ln_attrs := self.scrub_attributes(ln.attributes)) is None
+            else Link(ln.context, ln_attrs)
+            for ln in span.links
+        ]
         name = self.scrub_text(span.name)
         status = span.status
         if status.description:
             description = self.scrub_text(status.description)
             if description is not status.description:
                 status = Status(status.status_code, description)
-        if (attrs is None and name is span.name and status is span.status
-                and all(a is b for a, b in zip(events, span.events, strict=True))
-                and all(a is b for a, b in zip(links, span.links, strict=True))):
+        if (
+            attrs is None
+            and name is span.name
+            and status is span.status
+            and all(a is b for a, b in zip(events, span.events, strict=True))
+            and all(a is b for a, b in zip(links, span.links, strict=True))
+        ):
             return span
         bounded = BoundedAttributes(None, attrs if attrs is not None else span.attributes)
         bounded.dropped = span.dropped_attributes  # keep the counts the exporter reports
@@ -474,9 +618,17 @@ class ScrubbingPolicy:
         link_list = BoundedList.from_seq(None, links)
         link_list.dropped = span.dropped_links
         return ReadableSpan(
-            name=name, context=span.context, parent=span.parent, resource=span.resource,
-            attributes=bounded, events=event_list, links=link_list, kind=span.kind,
-            status=status, start_time=span.start_time, end_time=span.end_time,
+            name=name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=bounded,
+            events=event_list,
+            links=link_list,
+            kind=span.kind,
+            status=status,
+            start_time=span.start_time,
+            end_time=span.end_time,
             instrumentation_scope=span.instrumentation_scope,
         )
 

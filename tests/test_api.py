@@ -83,9 +83,11 @@ def test_capture_exception_returns_the_event_id(captured: Captured) -> None:
 
 
 def test_transactions_and_spans_are_otel_spans(spans: InMemorySpanExporter) -> None:
-    with api.start_transaction("agent.execute", op="agent") as transaction:
-        with api.start_span(op="llm.call", description="model call"):
-            pass
+    with (
+        api.start_transaction("agent.execute", op="agent") as transaction,
+        api.start_span(op="llm.call", description="model call"),
+    ):
+        pass
     child, parent = spans.get_finished_spans()
     assert parent.name == "agent.execute"
     assert parent.attributes is not None and parent.attributes["sentry.op"] == "agent"

@@ -40,7 +40,10 @@ def sentry_client(tmp_path: Path) -> Any:
     )
     yield transport
     sentry_sdk.get_client().close(timeout=0)
-    sentry_sdk.init()  # back to a disabled client for the other tests
+    # Back to a non-recording client and empty scopes for the other tests (a bare
+    # sentry_sdk.init() would also load every default integration: seconds, for nothing).
+    sentry_sdk.get_global_scope().set_client(None)
+    sentry_sdk.get_isolation_scope().clear()
 
 
 def test_sentry_error_event_is_one_json_line(sentry_client: SentryFileTransport) -> None:
@@ -203,9 +206,14 @@ def _append_from_process(path: str, worker: int) -> None:
         appender.append([{"worker": worker, "i": i, "pad": "y" * 5000}])
 
 
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="needs fork (POSIX)"
+)
 def test_concurrent_process_appends_never_interleave(tmp_path: Path) -> None:
     path = tmp_path / "shared.jsonl"
-    ctx = multiprocessing.get_context("spawn")
+    # fork, not spawn: the children need nothing but the already-imported appender, and a
+    # spawned child would re-import the whole library three times over.
+    ctx = multiprocessing.get_context("fork")
     workers = [ctx.Process(target=_append_from_process, args=(str(path), n)) for n in range(3)]
     for proc in workers:
         proc.start()

@@ -532,3 +532,27 @@ async def test_redis_commands_and_pipelines_are_all_counted(deps: TelemetryMetri
     assert db_count(deps, "redis", "PIPELINE") == 1
     assert db_count(deps, "redis", "NOSUCHCOMMAND") == 1
     assert db_count(deps, "redis", "DEL") == 1
+
+
+def test_dependency_wrappers_sit_below_otel_whatever_the_order(deps: TelemetryMetrics) -> None:
+    import wrapt
+    from opentelemetry.instrumentation.utils import unwrap
+
+    from telemetry._dependency_metrics import _patch, _sync_timed
+
+    class Client:
+        def call(self, value: int) -> int:
+            return value
+
+    calls: list[float] = []
+
+    def otel_like(wrapped: Any, _instance: Any, args: Any, kwargs: Any) -> int:
+        return int(wrapped(*args, **kwargs)) + 100
+
+    # The instrumentor wrapped first, ours second: ours still goes underneath.
+    wrapt.wrap_function_wrapper(Client, "call", otel_like)
+    _patch(Client, "call", _sync_timed(lambda *args: calls.append(args[-1])))
+    _patch(Client, "call", _sync_timed(lambda *args: calls.append(args[-1])))  # idempotent
+    assert Client().call(1) == 101 and len(calls) == 1
+    unwrap(Client, "call")  # what the instrumentor's uninstrument does
+    assert Client().call(1) == 1 and len(calls) == 2
