@@ -72,7 +72,8 @@ def request_buckets(
     from ``_bucket{le="T"}`` and ``_bucket{le="4T"}`` instead of interpolated."""
     if apdex_threshold_s <= 0:
         raise ValueError(f"apdex_threshold_s must be > 0, got {apdex_threshold_s}")
-    return tuple(sorted({*base, float(apdex_threshold_s), 4.0 * apdex_threshold_s}))
+    # Rounded so a bound prints as le="1.2", never le="1.2000000000000002".
+    return tuple(sorted({*base, round(apdex_threshold_s, 9), round(4 * apdex_threshold_s, 9)}))
 
 
 def current_exemplar() -> dict[str, str] | None:

@@ -82,6 +82,17 @@ def build_app(engine: sqlalchemy.Engine, redis_url: str, downstream_url: str | N
             response = await client.get(f"{downstream_url}/echo-headers")
         return response.json()
 
+    @app.post("/api/v1/login")
+    async def login(request: Request) -> None:
+        body = await request.json()
+        credentials = {"user": body.get("user"), "nested": {"password": body.get("password")}}
+        api_key = request.headers.get("x-api-key")
+        log.error("login failed for password=%s", body.get("password"))
+        # The secret rides along in the frame's locals (nested), a log argument and the
+        # exception message.
+        assert credentials["nested"]["password"]
+        raise ConnectionError(f"upstream refused api_key={api_key}")
+
     @app.get("/health/live")
     def live() -> dict[str, str]:
         return {"status": "ok"}
