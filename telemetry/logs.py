@@ -111,6 +111,12 @@ def _sentry_event_level() -> int | None:
     return handler.level if isinstance(handler, logging.Handler) else None
 
 
+def _sentry_ignored() -> set[str]:
+    # sentry-sdk keeps its ignore list private; read it defensively across versions.
+    ignored = getattr(sentry_logging, "_IGNORED_LOGGERS", None)
+    return ignored if isinstance(ignored, set) else set()
+
+
 def _assign_sentry_event_id(record: logging.LogRecord) -> None:
     # sentry-sdk captures a record as an event *after* the logger's own handlers have
     # written it (its patched Logger.callHandlers calls them first), so the log line
@@ -122,7 +128,7 @@ def _assign_sentry_event_id(record: logging.LogRecord) -> None:
     if level is None or record.levelno < level:
         return
     name = record.name.strip()
-    if any(fnmatch(name, pattern) for pattern in sentry_logging._IGNORED_LOGGERS):
+    if any(fnmatch(name, pattern) for pattern in _sentry_ignored()):
         return
     record.sentry_event_id = uuid.uuid4().hex
 
@@ -414,7 +420,7 @@ def install_logging(
             pipeline.setLevel(logging.INFO)
 
         for pattern in PIPELINE_LOGGERS:
-            if pattern not in sentry_logging._IGNORED_LOGGERS:
+            if pattern not in _sentry_ignored():
                 sentry_logging.ignore_logger(pattern)
                 undo.append(partial(sentry_logging.unignore_logger, pattern))
 

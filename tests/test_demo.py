@@ -6,10 +6,12 @@ import asyncio
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from starlette.testclient import TestClient
 
 from telemetry import TelemetrySettings
 from telemetry.file_sinks import OTLPJsonFileSpanExporter
+from telemetry.settings import load_settings
 
 ACME, GLOBEX = list(BUILTIN_API_KEYS)
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +50,7 @@ def sinks(tmp_path: Path) -> Path:
 @pytest.fixture
 def demo_app(tmp_path: Path, sinks: Path) -> Iterator[FastAPI]:
     """The demo API in staging with file sinks: every integration on, nothing on the network."""
-    settings = TelemetrySettings(environment="staging", file_sink_dir=sinks)
+    settings = staging(sinks)
     app = create_app(settings, demo_config(tmp_path))
     try:
         yield app
@@ -59,6 +62,11 @@ def demo_app(tmp_path: Path, sinks: Path) -> Iterator[FastAPI]:
 def client(demo_app: FastAPI) -> Iterator[TestClient]:
     with TestClient(demo_app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+def staging(sinks: Path) -> TelemetrySettings:
+    """Every integration on, every sink a file: nothing leaves the machine."""
+    return load_settings(environment="staging", file_sink_dir=sinks)
 
 
 def as_user(key: str) -> dict[str, str]:
@@ -121,9 +129,8 @@ def test_health_probes(client: TestClient) -> None:
 
 
 def test_ready_reports_an_unreachable_redis(tmp_path: Path, sinks: Path) -> None:
-    config = demo_config(tmp_path)
-    config = DemoConfig(**{**config.__dict__, "redis_url": "redis://127.0.0.1:1/0"})
-    app = create_app(TelemetrySettings(environment="staging", file_sink_dir=sinks), config)
+    config = replace(demo_config(tmp_path), redis_url="redis://127.0.0.1:1/0")
+    app = create_app(staging(sinks), config)
     try:
         with TestClient(app) as test_client:
             ready = test_client.get("/health/ready")
@@ -137,6 +144,59 @@ def test_ready_reports_an_unreachable_redis(tmp_path: Path, sinks: Path) -> None
             assert got.status_code == 200
     finally:
         app.state.telemetry.shutdown()
+
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    not (reachable("127.0.0.1", 5432) and reachable("127.0.0.1", 6379)),
+    reason="needs the PostgreSQL and Redis of the development machine",
+)
+def test_postgres_with_redis_cache_are_traced(tmp_path: Path, sinks: Path) -> None:
+    import redis
+
+    config = replace(demo_config(tmp_path), database_url=POSTGRES_URL, redis_url=REDIS_URL)
+    cache = redis.Redis.from_url(REDIS_URL)
+    app = create_app(staging(sinks), config)
+    try:
+        with TestClient(app) as test_client:
+            ready = test_client.get("/health/ready").json()
+            assert ready["checks"] == {"database": "ok", "redis": "ok"}
+            agent = test_client.post(
+                "/api/v1/agents", json={"name": "pg"}, headers=as_user(ACME)
+            ).json()
+            key = f"agent:acme:{agent['id']}"
+            cache.delete(key)
+            url = f"/api/v1/agents/{agent['id']}"
+            assert test_client.get(url, headers=as_user(ACME)).json()["name"] == "pg"
+            assert json.loads(cache.get(key) or b"{}")["name"] == "pg"  # filled on the read
+            test_client.patch(url, json={"name": "pg2"}, headers=as_user(ACME))
+            assert cache.get(key) is None  # invalidated by the write
+            assert test_client.get(url, headers=as_user(ACME)).json()["name"] == "pg2"
+            test_client.delete(url, headers=as_user(ACME))
+    finally:
+        app.state.telemetry.shutdown()
+        cache.close()
+    systems = {
+        attr["value"].get("stringValue")
+        for request in report.read_json_lines(sinks / "spans.otlp.jsonl")
+        for rs in request["resourceSpans"]
+        for ss in rs["scopeSpans"]
+        for span in ss["spans"]
+        for attr in span.get("attributes", [])
+        if attr["key"] in ("db.system", "db.system.name")
+    }
+    assert {"postgresql", "redis"} <= systems
 
 
 def test_debug_endpoints(client: TestClient) -> None:
@@ -188,7 +248,7 @@ def test_errors_carry_user_and_tenant_but_never_the_key(demo_app: FastAPI, sinks
 def test_execute_crosses_into_the_model_provider(tmp_path: Path, sinks: Path) -> None:
     from demo import model_provider
 
-    settings = TelemetrySettings(environment="staging", file_sink_dir=sinks)
+    settings = staging(sinks)
     app = create_app(settings, demo_config(tmp_path, "http://provider"))
     provider_app = model_provider.create_app(settings)
     try:

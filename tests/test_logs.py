@@ -56,8 +56,7 @@ class Installed:
 def install() -> Iterator[Any]:
     made: list[Installed] = []
 
-    def _install(service: str = "svc", environment: str = "production",
-                 **kwargs: Any) -> Installed:
+    def _install(service: str = "svc", environment: str = "production", **kwargs: Any) -> Installed:
         made.append(Installed(service=service, environment=environment, **kwargs))
         return made[-1]
 
@@ -125,8 +124,11 @@ def test_secrets_in_messages_args_extras_and_exceptions_are_scrubbed(install: An
 
 def test_uvicorn_access_records_get_trace_ids_and_keep_their_arg_shape(install: Any) -> None:
     """uvicorn.access does not propagate to root and its AccessFormatter unpacks 5 args."""
-    saved = {name: (list(lg.handlers), lg.propagate, lg.level) for name in logs.UVICORN_LOGGERS
-             for lg in [logging.getLogger(name)]}
+    saved = {
+        name: (list(lg.handlers), lg.propagate, lg.level)
+        for name in logs.UVICORN_LOGGERS
+        for lg in [logging.getLogger(name)]
+    }
     try:
         logging.config.dictConfig(copy.deepcopy(LOGGING_CONFIG))
         access = logging.getLogger("uvicorn.access")
@@ -137,8 +139,14 @@ def test_uvicorn_access_records_get_trace_ids_and_keep_their_arg_shape(install: 
         seen = probe.records
         install(log_format="console", add_handler=False)  # uvicorn keeps its handlers
         with TRACER.start_as_current_span("GET /x") as span:
-            access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET",
-                        "/x?token=sec-8&page=2", "1.1", 200)
+            access.info(
+                '%s - "%s %s HTTP/%s" %d',
+                "127.0.0.1:5000",
+                "GET",
+                "/x?token=sec-8&page=2",
+                "1.1",
+                200,
+            )
         printed = uvicorn_out.getvalue()
         assert '"GET /x?token=[Filtered]&page=2 HTTP/1.1" 200' in printed
         assert getattr(seen[0], "trace_id", "") == format(span.get_span_context().trace_id, "032x")
@@ -155,8 +163,7 @@ def test_uvicorn_lines_join_the_json_stream_when_taken_over(install: Any) -> Non
     access.handlers, access.propagate = [logging.StreamHandler(io.StringIO())], False
     try:
         out = install(log_format="json")
-        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", "/a?api_key=sec-9",
-                    "1.1", 204)
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", "/a?api_key=sec-9", "1.1", 204)
         (line,) = out.lines()
         assert line["logger"] == "uvicorn.access"
         assert "api_key=[Filtered]" in line["message"] and "sec-9" not in line["message"]
@@ -180,8 +187,9 @@ def test_install_is_idempotent_and_uninstall_restores(install: Any) -> None:
     first.handle.uninstall()
     first.handle.uninstall()
     assert root.handlers == handlers_before and logging.getLogRecordFactory() is factory_before
-    assert not hasattr(logging.getLogger("x").makeRecord("x", 20, "f", 1, "m", (), None),
-                       "trace_id")
+    assert not hasattr(
+        logging.getLogger("x").makeRecord("x", 20, "f", 1, "m", (), None), "trace_id"
+    )
 
 
 def test_existing_root_handlers_are_left_alone_by_default(install: Any) -> None:
@@ -221,12 +229,23 @@ def test_console_line_is_readable_with_a_short_trace_id(install: Any) -> None:
 
 def test_lifecycle_line_json_and_console(install: Any) -> None:
     out = install()
-    log_lifecycle("telemetry_initialized", environment="production", sentry="on",
-                  traces=0.1, name="svc", jaeger="http://u:sec-11@jaeger:4318", dsn=None)
+    log_lifecycle(
+        "telemetry_initialized",
+        environment="production",
+        sentry="on",
+        traces=0.1,
+        name="svc",
+        jaeger="http://u:sec-11@jaeger:4318",
+        dsn=None,
+    )
     (line,) = out.lines()
     assert line["message"].startswith("telemetry_initialized environment=production sentry=on")
     assert (line["event"], line["sentry"], line["traces"], line["name_"]) == (
-        "telemetry_initialized", "on", 0.1, "svc")
+        "telemetry_initialized",
+        "on",
+        0.1,
+        "svc",
+    )
     assert "dsn" not in line and "sec-11" not in out.stream.getvalue()
     record = logging.LogRecord("telemetry.lifecycle", 20, "f", 1, "%s", ("a b=1",), None)
     record._telemetry_lifecycle = True
@@ -265,10 +284,11 @@ def sentry_events() -> Iterator[list[bytes]]:
     server.bodies = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    sentry_sdk.init(dsn=f"http://public@127.0.0.1:{server.server_port}/1",
-                    before_send=ScrubbingPolicy.default().scrub_event,
-                    _experiments={"transport_compression_algo": "gzip"},  # type: ignore[typeddict-item]
-                    )
+    sentry_sdk.init(
+        dsn=f"http://public@127.0.0.1:{server.server_port}/1",
+        before_send=ScrubbingPolicy.default().scrub_event,
+        _experiments={"transport_compression_algo": "gzip"},  # type: ignore[typeddict-item]
+    )
     yield server.bodies  # type: ignore[attr-defined]
     sentry_sdk.get_client().close(timeout=2)
     sentry_sdk.init()
@@ -286,8 +306,9 @@ def _events(bodies: list[bytes]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     return found
 
 
-def test_log_line_carries_the_id_of_the_sentry_event(install: Any,
-                                                     sentry_events: list[bytes]) -> None:
+def test_log_line_carries_the_id_of_the_sentry_event(
+    install: Any, sentry_events: list[bytes]
+) -> None:
     out = install()
     logging.getLogger("opentelemetry.exporter.otlp").error("export failed: 404")
     logging.getLogger("telemetry.tracing").error("sink down")

@@ -1,5 +1,5 @@
-"""Prometheus metrics: a real FastAPI app, a real OTel TracerProvider, real PostgreSQL, Redis
-and a real local HTTP server for the dependency metrics."""
+"""Request metrics, exemplars, /metrics negotiation and the cardinality guard, on a real FastAPI
+app with a real OTel TracerProvider (dependency metrics: tests/integration/)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ from telemetry._multiprocess import ExemplarStore, bucket_bound, sample_key
 from telemetry.metrics import TelemetryMetrics, request_buckets
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture

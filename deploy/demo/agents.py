@@ -12,7 +12,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from demo.config import Principal
-from demo.services import ModelProviderUnavailable, Services, get_principal, get_services
+from demo.services import (
+    ModelProviderRejected,
+    ModelProviderUnavailable,
+    Services,
+    get_principal,
+    get_services,
+)
 from telemetry import set_context, start_span, start_transaction
 
 logger = logging.getLogger("demo.agents")
@@ -155,7 +161,10 @@ async def _complete(services: Services, agent: dict[str, Any], body: ExecuteIn) 
         raise ModelProviderUnavailable(
             f"model provider returned {response.status_code} for model {agent['model']}"
         )
-    response.raise_for_status()
+    if response.is_error:
+        raise ModelProviderRejected(
+            f"model provider rejected the request: {response.status_code} {response.text[:200]}"
+        )
     result: dict[str, Any] = response.json()
     return result
 

@@ -27,6 +27,10 @@ class ModelProviderUnavailable(RuntimeError):
     """
 
 
+class ModelProviderRejected(RuntimeError):
+    """The model provider refused our request (a 4xx): a bug on our side of the contract."""
+
+
 @dataclass
 class Services:
     config: DemoConfig

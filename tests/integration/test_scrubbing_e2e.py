@@ -10,7 +10,7 @@ from typing import Any
 
 from telemetry import TelemetrySettings
 from telemetry.logs import JsonFormatter
-from tests.integration._service import call, running_service
+from tests.integration._service import running_service
 from tests.support.bugsink import Bugsink
 from tests.support.otlp_receiver import OTLPReceiver
 from tests.support.sentry_receiver import SentryReceiver

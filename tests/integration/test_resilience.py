@@ -1,0 +1,159 @@
+"""Sinks that are down, black-holed or slow never slow or break a request, memory stays
+bounded, what could not be sent is counted in /metrics, shutdown is bounded, export
+resumes when the sink comes back, and a failing sink is logged once."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import statistics
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import pytest
+
+from telemetry import TelemetrySettings
+from tests.integration._service import call, running_service
+from tests.support.failing_sockets import (
+    Endpoint,
+    blackhole_listener,
+    refused_port,
+    slow_http_server,
+)
+from tests.support.net import LOOPBACK, QuietThreadingHTTPServer
+from tests.support.otlp_receiver import OTLPReceiver
+
+
+@contextmanager
+def slow_endpoint() -> Iterator[Endpoint]:
+    with slow_http_server(5.0) as server:
+        yield Endpoint(LOOPBACK, server.port)
+
+
+FAILURES: dict[str, Any] = {
+    "refused": refused_port,
+    "blackholed": blackhole_listener,
+    "slow": slow_endpoint,
+}
+
+
+def failing_settings(endpoint: Endpoint, **overrides: Any) -> TelemetrySettings:
+    values: dict[str, Any] = {
+        "environment": "staging",
+        "service_name": "resilience-test",
+        "otlp_endpoint": endpoint.url,
+        "sentry_dsn": f"http://publickey@{endpoint.address}/1",
+        "sentry_traces": "otlp",
+        "span_queue_size": 256,
+        "export_timeout_seconds": 2.0,
+        "shutdown_timeout_seconds": 2.0,
+    }
+    values.update(overrides)
+    return TelemetrySettings(**values)
+
+
+def latencies(url: str, count: int, path: str = "/api/v1/items/1") -> list[float]:
+    timings = []
+    for _ in range(count):
+        started = time.perf_counter()
+        status, _ = call("GET", url + path)
+        timings.append(time.perf_counter() - started)
+        assert status == 200
+    return timings
+
+
+def metric_value(url: str, name: str, **labels: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.mark.parametrize("failure", sorted(FAILURES))
+def test_a_failing_sink_never_slows_requests_and_losses_are_counted(
+    failure: str, postgres_url: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    make: AbstractContextManager[Endpoint] = FAILURES[failure]()
+    with make as endpoint, caplog.at_level(logging.WARNING, logger="telemetry"):
+        settings = failing_settings(endpoint)
+        with running_service(settings, postgres_url, redis_url) as (url, handle, _):
+            latencies(url, 20)  # warm-up: connections, first exports start failing
+            timings = latencies(url, 300)
+            errors = [call("GET", f"{url}/api/v1/crash")[0] for _ in range(30)]
+            assert errors == [500] * 30
+            p99 = statistics.quantiles(timings, n=100)[98]
+            # Each request must not wait on a sink: the sink's own delay is >= 2 s.
+            assert p99 < 0.5, f"p99 {p99:.3f}s with the sink {failure}"
+            time.sleep(3)  # let the export threads meet the failure
+            lost = sum(
+                metric_value(url, f"telemetry_spans_{what}_total", sink="jaeger")
+                for what in ("failed", "dropped")
+            )
+            assert lost > 0, "spans that could not be sent must be counted in /metrics"
+            started = time.monotonic()
+            handle.shutdown()
+            assert time.monotonic() - started < 2 * settings.shutdown_timeout_seconds + 2
+    failing_lines = [
+        r for r in caplog.records if "telemetry_sink_failing sink=jaeger" in r.getMessage()
+    ]
+    assert len(failing_lines) <= 1, "a failing sink is reported once, not per batch"
+
+
+def test_memory_stays_bounded_with_a_sink_down(postgres_url: str, redis_url: str) -> None:
+    with refused_port() as endpoint:
+        settings = failing_settings(endpoint, span_queue_size=128)
+        with running_service(settings, postgres_url, redis_url) as (url, _, _):
+            latencies(url, 300)
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            latencies(url, 2000)
+            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            assert metric_value(url, "telemetry_spans_failed_total", sink="jaeger") > 0
+    grown_mb = (after - before) / 1024
+    assert grown_mb < 40, f"RSS grew {grown_mb:.1f} MB over 2,000 requests with the sink down"
+
+
+class ReceiverOnPort(OTLPReceiver):
+    """An OTLP receiver started on a given port: the sink coming back where it was."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.fixed_port = port
+
+    def start(self) -> None:
+        import threading
+
+        self._server = QuietThreadingHTTPServer((LOOPBACK, self.fixed_port), self._handler_class)
+        self._server.owner = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+
+def test_export_resumes_when_the_sink_comes_back(
+    postgres_url: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with refused_port() as endpoint:
+        settings = failing_settings(endpoint, sentry_traces="off")
+    with (
+        caplog.at_level(logging.WARNING, logger="telemetry"),
+        running_service(settings, postgres_url, redis_url) as (url, handle, _),
+    ):
+        latencies(url, 5)
+        handle.force_flush(3)
+        assert metric_value(url, "telemetry_spans_failed_total", sink="jaeger") > 0
+        with ReceiverOnPort(endpoint.port) as receiver:
+            call("GET", f"{url}/api/v1/items/99")
+            handle.force_flush(5)
+            spans = receiver.wait_for_spans(lambda s: s.name.startswith("GET /api/v1/items"))
+            assert spans
+            assert metric_value(url, "telemetry_spans_exported_total", sink="jaeger") > 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("telemetry_sink_failing sink=jaeger" in m for m in messages) == 1
+    assert sum("telemetry_sink_recovered sink=jaeger" in m for m in messages) == 1
