@@ -180,6 +180,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
             release=settings.release,
             apdex_threshold_s=settings.apdex_threshold_seconds,
             path=settings.metrics_path,
+            exemplars_for="kept" if settings.export_mode == "collector" else "sampled",
         )
         undo.append(metrics.close)
     counters: Any = metrics.pipeline if metrics is not None else _NoCounters()
@@ -196,14 +197,20 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
     processors: list[SpanProcessor] = []
     if profile.sentry_enabled and profile.profiles_sample_rate > 0:
         processors.append(SpanAttributeSetter(profiler_span_attributes))
+    collector = settings.export_mode == "collector"
     exporter = jaeger_exporter(settings)
     if exporter is not None:
-        processors.append(sink_processor("jaeger", exporter, settings, counters, scrubbed)[0])
+        sink = "collector" if collector else "jaeger"
+        processors.append(sink_processor(sink, exporter, settings, counters, scrubbed)[0])
     if settings.file_sink_dir is not None:
         from telemetry.file_sinks import OTLPJsonFileSpanExporter
 
         file_exporter = OTLPJsonFileSpanExporter(settings.file_sink_dir / "spans.otlp.jsonl")
         processors.append(sink_processor("file", file_exporter, settings, counters, scrubbed)[0])
+    if collector:
+        # The Collector fans spans out to Jaeger and Sentry; errors still go straight to
+        # Sentry as events.
+        sentry_mode = SentryTracesMode.OFF
     if sentry_mode is not SentryTracesMode.OFF and settings.sentry_dsn is not None:
         processors.append(SentrySpanProcessor(sentry_mode, settings, counters, scrubbed))
 
@@ -212,6 +219,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         critical_routes=settings.critical_routes if processors else (),
         excluded_routes=settings.excluded_routes,
         traces_sampler=settings.traces_sampler,
+        mark_critical=collector,
     )
     provider = build_tracer_provider(settings, sampler, processors)
     if not _global_provider_is_set():
@@ -329,6 +337,7 @@ def _log_initialized(
         sentry_traces=sentry_mode.value,
         traces=profile.traces_sample_rate,
         profiles=profile.profiles_sample_rate,
+        export=settings.export_mode,
         jaeger=settings.jaeger_traces_endpoint or "off",
         file_sink=str(settings.file_sink_dir) if settings.file_sink_dir else None,
         traced=",".join(traced) or "none",

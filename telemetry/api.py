@@ -14,6 +14,7 @@ from typing import Any
 import sentry_sdk
 from opentelemetry import trace
 
+from telemetry.sampling import KEEP_ATTRIBUTE
 from telemetry.sentry import TRANSACTION_ATTRIBUTE
 
 __all__ = [
@@ -81,6 +82,8 @@ def capture_exception(exc: BaseException, **context: Any) -> str | None:
     span = trace.get_current_span()
     if span.is_recording():
         span.record_exception(exc, attributes={"exception.escaped": False})
+        # A trace with a reported error is one a tail sampler (collector mode) must keep.
+        span.set_attribute(KEEP_ATTRIBUTE, True)
     with sentry_sdk.new_scope() as scope:
         _scoped_context(scope, context)
         return sentry_sdk.capture_exception(exc)

@@ -45,6 +45,7 @@ __all__ = [
     "PipelineMetrics",
     "TelemetryMetrics",
     "current_exemplar",
+    "kept_exemplar",
     "mark_process_dead",
     "request_buckets",
 ]
@@ -86,6 +87,19 @@ def current_exemplar() -> dict[str, str] | None:
         "trace_id": format(context.trace_id, "032x"),
         "span_id": format(context.span_id, "016x"),
     }
+
+
+KEEP_ATTRIBUTE = "telemetry.keep"
+
+
+def kept_exemplar(status_code: str) -> dict[str, str] | None:
+    """The exemplar of a request whose trace a tail sampler is sure to keep: a server error
+    (its span has error status), or a span marked ``telemetry.keep`` (critical routes)."""
+    exemplar = current_exemplar()
+    if exemplar is None or status_code.startswith("5"):
+        return exemplar
+    attributes = getattr(get_current_span(), "attributes", None) or {}
+    return exemplar if attributes.get(KEEP_ATTRIBUTE) else None
 
 
 class PipelineMetrics:
@@ -159,10 +173,16 @@ class TelemetryMetrics:
         label_limits: Mapping[str, int] | None = None,
         include_default_registry: bool = True,
         exemplar_flush_interval_s: float = 1.0,
+        exemplars_for: str = "sampled",
     ) -> None:
         if not path.startswith("/"):
             raise ValueError(f"metrics path must start with '/', got {path!r}")
         self.service = service
+        if exemplars_for not in ("sampled", "kept"):
+            raise ValueError(f"exemplars_for must be 'sampled' or 'kept', got {exemplars_for!r}")
+        #: "kept" (collector mode): the Collector decides later which traces to keep, so only
+        #: traces sure to be kept (server errors, spans marked ``telemetry.keep``) get one.
+        self.exemplars_for = exemplars_for
         self.path = path
         self.registry = registry if registry is not None else CollectorRegistry()
         self.buckets = request_buckets(apdex_threshold_s)
@@ -279,12 +299,17 @@ class TelemetryMetrics:
         peer = self.guard.bound(_CLIENT, "peer", peer)
         status_code = self.guard.bound(_CLIENT, "status_code", status_code)
         values = (self.service, normalize_method(method), peer, status_code)
-        self._observe(self._client, values, duration_s, current_exemplar())
+        self._observe(self._client, values, duration_s, self._dependency_exemplar())
 
     def record_db(self, system: str, operation: str, duration_s: float) -> None:
         system = self.guard.bound(_DB, "system", system)
         operation = self.guard.bound(_DB, "operation", operation)
-        self._observe(self._db, (self.service, system, operation), duration_s, current_exemplar())
+        labels = (self.service, system, operation)
+        self._observe(self._db, labels, duration_s, self._dependency_exemplar())
+
+    def _dependency_exemplar(self) -> dict[str, str] | None:
+        # A dependency call's own span carries no keep mark: in "kept" mode it gets none.
+        return current_exemplar() if self.exemplars_for == "sampled" else None
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -380,9 +405,10 @@ class MetricsMiddleware:
                 # An app that returns without responding gets a 500 from the server.
                 code = str(status) if status else "500"
             route = metrics._routes.template(scope, root_path, outer_app)
-            metrics.record_request(
-                method, route, code, duration, current_exemplar(), exception_type
+            exemplar = (
+                current_exemplar() if metrics.exemplars_for == "sampled" else kept_exemplar(code)
             )
+            metrics.record_request(method, route, code, duration, exemplar, exception_type)
 
 
 async def _serve_metrics(metrics: TelemetryMetrics, scope: Scope, send: Send) -> None:

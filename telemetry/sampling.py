@@ -32,6 +32,9 @@ __all__ = ["RouteAwareSampler", "RoutePatterns"]
 _TRACE_ID_LIMIT = (1 << 64) - 1
 _SAMPLED = SamplingResult(Decision.RECORD_AND_SAMPLE)
 _DROPPED = SamplingResult(Decision.DROP)
+#: Marks a trace a downstream tail sampler must keep (collector mode).
+KEEP_ATTRIBUTE = "telemetry.keep"
+_SAMPLED_AND_KEPT = SamplingResult(Decision.RECORD_AND_SAMPLE, {KEEP_ATTRIBUTE: True})
 
 
 class RoutePatterns:
@@ -89,6 +92,7 @@ class RouteAwareSampler(Sampler):
         critical_routes: Sequence[str] = (),
         excluded_routes: Sequence[str] = (),
         traces_sampler: TracesSampler | None = None,
+        mark_critical: bool = False,
     ) -> None:
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"sample rate must be within [0, 1], got {rate}")
@@ -96,6 +100,7 @@ class RouteAwareSampler(Sampler):
         self.critical = RoutePatterns(critical_routes)
         self.excluded = RoutePatterns(excluded_routes)
         self.traces_sampler = traces_sampler
+        self._critical_result = _SAMPLED_AND_KEPT if mark_critical else _SAMPLED
 
     def should_sample(
         self,
@@ -117,7 +122,7 @@ class RouteAwareSampler(Sampler):
         if parent.is_valid and not deferred:
             return _SAMPLED if parent.trace_flags.sampled else _DROPPED
         if self.critical.matches(route) or self.critical.matches(path):
-            return _SAMPLED
+            return self._critical_result
         rate = self.rate
         if self.traces_sampler is not None:
             chosen = self.traces_sampler(

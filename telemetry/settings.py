@@ -101,6 +101,9 @@ class TelemetrySettings(BaseSettings):
         "http/protobuf",
         validation_alias=_env("OTEL_EXPORTER_OTLP_PROTOCOL", "otlp_protocol"),
     )
+    export_mode: Literal["direct", "collector"] = Field(
+        "direct", validation_alias=_env("TELEMETRY_EXPORT", "export_mode")
+    )
     sentry_traces: SentryTracesMode = Field(
         SentryTracesMode.OTLP, validation_alias=_env("TELEMETRY_SENTRY_TRACES", "sentry_traces")
     )
@@ -222,6 +225,16 @@ class TelemetrySettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _collector_needs_an_endpoint(self) -> TelemetrySettings:
+        if self.export_mode == "collector" and not (
+            self.otlp_endpoint or self.otlp_traces_endpoint
+        ):
+            raise ValueError(
+                "TELEMETRY_EXPORT=collector needs OTEL_EXPORTER_OTLP_ENDPOINT (the Collector)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _version_default(self) -> TelemetrySettings:
         if not self.service_version:
             self.service_version = _installed_version(self.service_name)
@@ -280,6 +293,11 @@ class Profile:
             export = has_span_sink
             default_traces = 1.0 if env is Environment.STAGING else 0.1
             default_profiles = default_traces
+        if settings.export_mode == "collector":
+            # The Collector tail-samples: the service sends everything (or a floor rate
+            # set by TELEMETRY_TRACES_SAMPLE_RATE) and the decision moves there.
+            export = bool(settings.jaeger_traces_endpoint)
+            default_traces = 1.0 if export else 0.0
         traces = settings.traces_sample_rate
         profiles = settings.profiles_sample_rate
         return cls(
