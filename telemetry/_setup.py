@@ -29,19 +29,14 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry import api
 from telemetry._asgi import RequestContextMiddleware, fork_request_scope
+from telemetry._sentry_events import build_before_send, counting_transport
 from telemetry.instrumentation import Instrumented, instrument_fastapi, instrument_libraries
 from telemetry.logs import install_logging, log_lifecycle
 from telemetry.metrics import TelemetryMetrics
 from telemetry.propagation import DynamicSamplingContext, TelemetryPropagator
 from telemetry.sampling import RouteAwareSampler, RoutePatterns
 from telemetry.scrubbing import ScrubbingPolicy, ScrubbingSpanExporter
-from telemetry.sentry import (
-    SentrySpanProcessor,
-    build_before_send,
-    counting_transport,
-    init_sentry,
-    profiler_span_attributes,
-)
+from telemetry.sentry import SentrySpanProcessor, init_sentry, profiler_span_attributes
 from telemetry.settings import (
     Profile,
     SentryTracesMode,
@@ -109,10 +104,11 @@ class TelemetryHandle:
             client = sentry_sdk.get_client()
             shutdown_within(lambda: client.close(timeout=timeout), timeout, "sentry")
         self.instrumented.uninstrument()
+        api.bind_tracer(None)
+        # Logged before the undo steps take the log handler away.
+        log_lifecycle("telemetry_shutdown", service=self.settings.service_name)
         for step in reversed(self._undo):
             step()
-        api.bind_tracer(None)
-        log_lifecycle("telemetry_shutdown", service=self.settings.service_name)
 
     def instrument_app(self, app: Any) -> None:
         """Instrument one more FastAPI app with the pipeline already built (idempotent)."""

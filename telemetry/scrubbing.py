@@ -21,220 +21,43 @@ and status codes are never touched, so the trace stays joinable across sinks.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import decimal
-import enum
 import logging
 import re
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import Link, Status
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.util.types import AttributeValue
 from sentry_sdk.utils import AnnotatedValue
 
+from telemetry._scrub_patterns import (
+    _DIGITS,
+    _EVENT_SKIP,
+    _LINE,
+    _LINE_VALUED,
+    _MAX_DEPTH,
+    _PLACEHOLDER,
+    _SAFE_SCALARS,
+    _SCAN,
+    _SCAN_SLACK,
+    _SHAPE_LITERALS,
+    _SHAPE_RX,
+    _SHORT_TEXT,
+    _TAIL_KEYS,
+    _VALUE,
+    DEFAULT_FRAGMENTS,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_NAMES,
+    DEFAULT_SUFFIXES,
+    FILTERED,
+    LABEL_MAX_LENGTH,
+    PRESERVED_KEYS,
+    _shape_replacement,
+    normalise_name,
+)
+
 _log = logging.getLogger(__name__)
-
-FILTERED = "[Filtered]"
-DEFAULT_MAX_LENGTH = 8 * 1024
-LABEL_MAX_LENGTH = 256
-# Text beyond the kept part that is still scanned, so a secret straddling the cut is
-# recognised whole and replaced instead of leaving its first characters behind.
-_SCAN_SLACK = 1024
-_MAX_DEPTH = 48
-
-DEFAULT_NAMES = frozenset(
-    {  # headers, client addresses (PII: send_default_pii is off), fields
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "x-api-key",
-        "x-auth-token",
-        "x-csrf-token",
-        "x-xsrf-token",
-        "x-forwarded-for",
-        "x-real-ip",
-        "remote_addr",
-        "password",
-        "passwd",
-        "pwd",
-        "passphrase",
-        "api_key",
-        "apikey",
-        "api-key",
-        "x_api_key",
-        "secret",
-        "client_secret",
-        "token",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "private_key",
-        "auth",
-        "credentials",
-        "session",
-        "sessionid",
-        "session_id",
-        "csrf",
-        "csrftoken",
-        "xsrf",
-        "cookies",
-        "dsn",
-        "jwt",
-        "signature",
-        "card_number",
-        "cardnumber",
-        "credit_card",
-        "cvv",
-        "cvc",
-    }
-)
-# Any name containing one of these is sensitive (``db_password``, ``stripe_api_key``).
-DEFAULT_FRAGMENTS = frozenset(
-    {
-        "password",
-        "passwd",
-        "secret",
-        "apikey",
-        "privatekey",
-        "accesstoken",
-        "refreshtoken",
-        "authtoken",
-        "sessiontoken",
-    }
-)
-# Any name ending with one of these is sensitive (``github_token``), but not
-# ``max_tokens`` / ``input_tokens``, which an LLM platform records everywhere.
-DEFAULT_SUFFIXES = frozenset({"token", "cookie", "sessionid", "dsn"})
-
-# Keys whose values are never scrubbed nor truncated: they join the sinks together.
-PRESERVED_KEYS = frozenset(
-    {
-        "trace_id",
-        "span_id",
-        "parent_span_id",
-        "traceId",
-        "spanId",
-        "parentSpanId",
-        "event_id",
-        "http.route",
-        "http.status_code",
-        "http.response.status_code",
-        "status_code",
-        "otel.status_code",
-    }
-)
-# Sentry event sections that never hold user data; skipping them keeps scrubbing cheap.
-_EVENT_SKIP = frozenset({"_meta", "sdk", "modules", "debug_meta", "event_id"})
-# Attribute values where the end matters most (the innermost frame, the message).
-_TAIL_KEYS = frozenset({"exception.stacktrace"})
-_SAFE_SCALARS = (
-    bool,
-    int,
-    float,
-    _dt.date,
-    _dt.time,
-    _dt.timedelta,
-    decimal.Decimal,
-    uuid.UUID,
-    enum.Enum,
-)
-_PLACEHOLDER = re.compile(r"\?|%s|%\(\w+\)s|\$\d+|:\w+|\{\w*\}")
-
-
-def normalise_name(name: str) -> str:
-    """``X-API-Key`` / ``x_api_key`` / ``ApiKey`` all become ``xapikey``-style keys."""
-    return name.lower().replace("-", "").replace("_", "")
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-# Cheap pre-checks, so that clean text (most span attributes, SQL, URLs) skips the scan:
-# a key needs a separator and a sensitive name inside the text; a secret recognised by
-# its shape needs one of these literals or a run of 8 digits. On short text one regex
-# alternation is cheapest; on long text str.__contains__ per literal is (the regex is
-# tried at every position).
-_SHAPE_LITERALS = (
-    "@",
-    "bearer",
-    "basic",
-    "eyj",
-    "sk-",
-    "_live_",
-    "_test_",
-    "akia",
-    "xox",
-    "glpat",
-    "ghp_",
-    "gho_",
-    "ghu_",
-    "ghs_",
-    "ghr_",
-)
-_DIGITS = re.compile(r"\d(?:[ -]?\d){7}")
-_SHAPE_RX = re.compile("|".join(map(re.escape, _SHAPE_LITERALS)) + "|" + _DIGITS.pattern)
-_SHORT_TEXT = 256
-# One scanner, linear in the text: a `key=` / `key:` / `"key": ` candidate (its value is
-# not consumed, so a URL inside a harmless value is still scanned), or a secret by shape.
-_SCAN = re.compile(
-    r"(?P<key>(?<![\w.-])(?:--?)?(?P<kq>\\?[\"']?)(?P<name>[a-z_][\w.-]{0,79})(?P=kq)"
-    r"\s*(?P<sep>=|:(?!//))[ \t]*)"
-    r"|(?P<url>\b[a-z][a-z0-9+.\-]*://)[^\s/@?#\"'<>]+@"
-    r"|(?P<bearer>(?<![\w-])bearer[ \t]+)[\w\-.~+/]+=*"
-    r"|(?P<basic>(?<![\w-])basic[ \t]+)[a-z0-9+/]{8,}=*"
-    r"|(?P<jwt>\beyJ[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]*)"
-    r"|(?P<known>\b(?:sk|pk|rk)_(?:live|test)_[0-9a-z]{10,}|\bgh[pousr]_[0-9a-z]{30,}"
-    r"|\bakia[0-9a-z]{16}\b|\bsk-[\w-]{20,}|\bxox[baprs]-[\w-]{10,}|\bglpat-[\w-]{20,})"
-    r"|(?P<card>(?<![\w.\-])(?:\d[ -]?){12,18}\d(?![\w\-]))",
-    re.IGNORECASE,
-)
-# The value after a sensitive key: quoted (to the closing quote, escapes honoured) or
-# a bare token, with an optional auth scheme ("token: Bearer abc").
-_VALUE = re.compile(
-    r"(?P<vq>\\?[\"'])(?P<qv>(?:\\.|.)*?)(?:(?P=vq)|(?=[\r\n])|\Z)"
-    r"|(?P<uv>%\(\w+\)s|(?:(?:bearer|basic|digest|negotiate|token)[ \t]+)?"
-    r"[^\s&;,\"'<>(){}\[\]\\]+)",
-    re.IGNORECASE,
-)
-# Header lines: the rest of the line is the credential (a Cookie line holds many pairs).
-_LINE_VALUED = frozenset({"authorization", "proxyauthorization", "cookie", "setcookie"})
-_LINE = re.compile(r"(?![\"'\s])[^\r\n]+")
-
-
-def _shape_replacement(m: re.Match[str]) -> str:
-    """Replacement for a secret recognised by its shape (not by a key)."""
-    kind, text = m.lastgroup, m.group(0)
-    if kind == "basic":
-        token = text[len(m.group("basic")) :]
-        # base64 credentials, not prose like "Basic authentication failed"
-        if not (
-            re.search(r"[0-9+/=]", token)
-            or (len(token) % 4 == 0 and token.lower() != token != token.upper())
-        ):
-            return text
-    if kind in ("url", "bearer", "basic"):
-        return m.group(kind) + FILTERED + ("@" if kind == "url" else "")
-    if kind == "card":
-        digits = re.sub(r"\D", "", text)
-        if 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn_ok(digits):
-            return FILTERED
-        return text
-    return FILTERED  # jwt, well-known API key formats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -599,54 +422,8 @@ class ScrubbingPolicy:
         return changed
 
     def scrub_span(self, span: ReadableSpan) -> ReadableSpan:
-        """The span itself when clean; otherwise a scrubbed ``ReadableSpan`` copy."""
-        attrs = self.scrub_attributes(span.attributes)
-        events = [
-            ev
-            if (ev_attrs := self.scrub_attributes(ev.attributes)) is None
-            else Event(ev.name, ev_attrs, ev.timestamp)
-            for ev in span.events
-        ]
-        links = [
-            ln
-            if (ln_attrs := self.scrub_attributes(ln.attributes)) is None
-            else Link(ln.context, ln_attrs)
-            for ln in span.links
-        ]
-        name = self.scrub_text(span.name)
-        status = span.status
-        if status.description:
-            description = self.scrub_text(status.description)
-            if description is not status.description:
-                status = Status(status.status_code, description)
-        if (
-            attrs is None
-            and name is span.name
-            and status is span.status
-            and all(a is b for a, b in zip(events, span.events, strict=True))
-            and all(a is b for a, b in zip(links, span.links, strict=True))
-        ):
-            return span
-        bounded = BoundedAttributes(None, attrs if attrs is not None else span.attributes)
-        bounded.dropped = span.dropped_attributes  # keep the counts the exporter reports
-        event_list = BoundedList.from_seq(None, events)
-        event_list.dropped = span.dropped_events
-        link_list = BoundedList.from_seq(None, links)
-        link_list.dropped = span.dropped_links
-        return ReadableSpan(
-            name=name,
-            context=span.context,
-            parent=span.parent,
-            resource=span.resource,
-            attributes=bounded,
-            events=event_list,
-            links=link_list,
-            kind=span.kind,
-            status=status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
+        """The span, or a scrubbed copy when it holds a secret (the same object if clean)."""
+        return scrub_span(self, span)
 
 
 @lru_cache(maxsize=1)
@@ -654,30 +431,11 @@ def _default_policy() -> ScrubbingPolicy:
     return ScrubbingPolicy()
 
 
-class ScrubbingSpanExporter(SpanExporter):
-    """Wraps any ``SpanExporter`` (OTLP to Jaeger, OTLP to Sentry) and scrubs first.
-
-    Span attributes cannot change after a span ends, so scrubbing belongs here, on the
-    export path. Clean spans are passed through as they are; only spans that need a
-    change are copied.
-    """
-
-    def __init__(self, wrapped: SpanExporter, policy: ScrubbingPolicy | None = None) -> None:
-        self._wrapped = wrapped
-        self._policy = policy or ScrubbingPolicy.default()
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        scrubbed = [self._policy.scrub_span(span) for span in spans]
-        if all(a is b for a, b in zip(scrubbed, spans, strict=True)):
-            return self._wrapped.export(spans)
-        return self._wrapped.export(scrubbed)
-
-    def shutdown(self) -> None:
-        self._wrapped.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._wrapped.force_flush(timeout_millis)
-
+# Span export lives in its own module; re-exported: one import path for the policy.
+from telemetry._span_scrubbing import (  # noqa: E402
+    ScrubbingSpanExporter as ScrubbingSpanExporter,
+)
+from telemetry._span_scrubbing import scrub_span  # noqa: E402
 
 # The default policy's hooks, for callers without a policy at hand.
 _DEFAULT = _default_policy()

@@ -12,23 +12,24 @@ request path). Spans reach Sentry through :class:`SentrySpanProcessor`, in one o
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import sentry_sdk
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import INVALID_SPAN_ID, SpanKind, format_span_id, format_trace_id
-from opentelemetry.trace import get_current_span as otel_current_span
+from opentelemetry.trace import SpanKind, format_span_id
 from sentry_sdk.consts import VERSION as SENTRY_SDK_VERSION
 from sentry_sdk.integrations import Integration
 from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
-from sentry_sdk.transport import HttpTransport, Transport
 
+from telemetry._sentry_events import (
+    IGNORED_EXCEPTIONS,
+    EventHook,
+    otel_trace_context,
+    remember_failing_spans,
+)
 from telemetry.settings import (
-    BeforeSend,
     Profile,
     SentryTracesMode,
     TelemetrySettings,
@@ -41,13 +42,7 @@ from telemetry.tracing import (
     sink_processor,
 )
 
-__all__ = [
-    "IGNORED_EXCEPTIONS",
-    "SentryCounters",
-    "SentrySpanProcessor",
-    "build_before_send",
-    "init_sentry",
-]
+__all__ = ["SentrySpanProcessor", "init_sentry", "profiler_span_attributes"]
 
 logger = logging.getLogger("telemetry.sentry")
 
@@ -55,16 +50,8 @@ logger = logging.getLogger("telemetry.sentry")
 #: (an exporter failing against Sentry would otherwise report itself to Sentry, forever).
 PIPELINE_LOGGERS = ("opentelemetry*", "telemetry.*", "telemetry", "sentry_sdk*", "urllib3*")
 
-IGNORED_EXCEPTION_NAMES = ("httpx.HTTPStatusError",)
-IGNORED_EXCEPTIONS: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit)
 
 TRANSACTION_ATTRIBUTE = "telemetry.transaction"
-EventHook = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None]
-
-
-class SentryCounters(PipelineCounters, Protocol):
-    def sentry_event_sent(self, kind: str, count: int = 1) -> None: ...
-    def sentry_event_dropped(self, kind: str, reason: str, count: int = 1) -> None: ...
 
 
 # -- the Sentry arm of the span fan-out ------------------------------------------------------
@@ -194,138 +181,6 @@ def _apply_sentry_op(sentry_span: Any, otel_span: ReadableSpan) -> None:
         sentry_span.description = description
 
 
-# -- error events ------------------------------------------------------------------------------
-
-
-def _is_ignored(exc: BaseException) -> bool:
-    if isinstance(exc, IGNORED_EXCEPTIONS):
-        return True
-    qualified = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    if qualified.startswith("httpx.") and qualified.endswith("HTTPStatusError"):
-        return True
-    status = getattr(exc, "status_code", None)
-    # Client errors (HTTPException 4xx) are the caller's fault, not an application error.
-    return type(exc).__name__ == "HTTPException" and isinstance(status, int) and 400 <= status < 500
-
-
-def build_before_send(
-    is_excluded_path: Callable[[str], bool],
-    scrub: EventHook | None,
-    user_hook: BeforeSend | None,
-) -> EventHook:
-    """Project filters, then the user's hook, then scrubbing: whatever a user hook adds is
-    still scrubbed before it leaves the process."""
-
-    def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
-        exc_info = hint.get("exc_info") if hint else None
-        if exc_info and exc_info[1] is not None and _is_ignored(exc_info[1]):
-            return None
-        request = event.get("request") or {}
-        url = request.get("url") if isinstance(request, dict) else None
-        if isinstance(url, str) and is_excluded_path(_path_of(url)):
-            return None
-        _attach_failing_span(event, exc_info)
-        result: dict[str, Any] | None = event
-        if user_hook is not None:
-            result = user_hook(event, hint)
-            if result is None:
-                return None
-        return scrub(result, hint) if scrub is not None else result  # type: ignore[arg-type]
-
-    return before_send
-
-
-def _path_of(url: str) -> str:
-    without_scheme = url.split("://", 1)[-1]
-    slash = without_scheme.find("/")
-    return "/" if slash < 0 else without_scheme[slash:].split("?", 1)[0]
-
-
-#: Set on an exception by the innermost span it escaped: the span that failed.
-FAILING_SPAN_ATTRIBUTE = "__telemetry_failing_span__"
-
-
-def _attach_failing_span(event: dict[str, Any], exc_info: Any) -> None:
-    """Point the event at the span the exception escaped from, not the request's span."""
-    exc = exc_info[1] if exc_info else None
-    ids = getattr(exc, FAILING_SPAN_ATTRIBUTE, None)
-    trace_context = event.get("contexts", {}).get("trace")
-    if not ids or not isinstance(trace_context, dict):
-        return
-    trace_id, span_id, parent_span_id = ids
-    if trace_context.get("trace_id") == trace_id and trace_context.get("span_id") != span_id:
-        trace_context["span_id"] = span_id
-        if parent_span_id:
-            trace_context["parent_span_id"] = parent_span_id
-
-
-_record_exception_patched = False
-
-
-def remember_failing_spans() -> None:
-    """Tag each exception with the innermost recording span it escaped (idempotent)."""
-    global _record_exception_patched
-    if _record_exception_patched:
-        return
-    original = Span.record_exception
-
-    def record_exception(self: Span, exception: BaseException, *args: Any, **kwargs: Any) -> None:
-        if getattr(exception, FAILING_SPAN_ATTRIBUTE, None) is None:
-            ctx = self.get_span_context()
-            parent = self.parent
-            # Exceptions with __slots__ cannot take the tag; they keep the request's span.
-            with contextlib.suppress(AttributeError, TypeError):
-                setattr(
-                    exception,
-                    FAILING_SPAN_ATTRIBUTE,
-                    (
-                        format_trace_id(ctx.trace_id),
-                        format_span_id(ctx.span_id),
-                        format_span_id(parent.span_id) if parent is not None else None,
-                    ),
-                )
-        original(self, exception, *args, **kwargs)
-
-    Span.record_exception = record_exception  # type: ignore[method-assign]
-    _record_exception_patched = True
-
-
-def otel_trace_context() -> tuple[str, str] | None:
-    """The active OTel span's ids, for events captured outside sentry-sdk's tracing."""
-    ctx = otel_current_span().get_span_context()
-    if not ctx.is_valid or ctx.span_id == INVALID_SPAN_ID:
-        return None
-    return format_trace_id(ctx.trace_id), format_span_id(ctx.span_id)
-
-
-# -- transport ---------------------------------------------------------------------------
-
-
-def counting_transport(counters: SentryCounters, base: type[Transport] = HttpTransport) -> type:
-    """A transport class that reports sent and lost envelopes items to ``/metrics``."""
-
-    class CountingTransport(base):  # type: ignore[valid-type,misc]
-        def _handle_response(self, response: Any, envelope: Any) -> None:
-            if envelope is not None and 200 <= response.status < 300:
-                for item in envelope.items:
-                    counters.sentry_event_sent(item.data_category or item.type or "unknown", 1)
-            super()._handle_response(response=response, envelope=envelope)
-
-        def record_lost_event(
-            self,
-            reason: str,
-            data_category: Any = None,
-            item: Any = None,
-            *,
-            quantity: int = 1,
-        ) -> None:
-            kind = (item.data_category if item is not None else data_category) or "unknown"
-            counters.sentry_event_dropped(str(kind), reason, quantity)
-            super().record_lost_event(reason, data_category, item, quantity=quantity)
-
-    return CountingTransport
-
-
 def init_sentry(
     settings: TelemetrySettings,
     profile: Profile,
@@ -404,7 +259,3 @@ def profiler_span_attributes() -> dict[str, str]:
 
     profiler_id = get_profiler_id()
     return {"profiler_id": profiler_id} if profiler_id else {}
-
-
-def ignored_exception_names() -> Sequence[str]:
-    return [*(e.__name__ for e in IGNORED_EXCEPTIONS), *IGNORED_EXCEPTION_NAMES]
