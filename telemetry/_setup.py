@@ -102,7 +102,14 @@ class TelemetryHandle:
         shutdown_within(self.tracer_provider.shutdown, timeout, "spans")
         if self.sentry_enabled:
             client = sentry_sdk.get_client()
-            shutdown_within(lambda: client.close(timeout=timeout), timeout, "sentry")
+
+            def close_sentry() -> None:
+                from sentry_sdk.profiler import stop_profiler
+
+                stop_profiler()  # sends the profile chunk still in its buffer
+                client.close(timeout=timeout)
+
+            shutdown_within(close_sentry, timeout, "sentry")
         self.instrumented.uninstrument()
         api.bind_tracer(None)
         # Logged before the undo steps take the log handler away.
