@@ -474,6 +474,11 @@ def _prometheus_api(base: str, path: str, timeout: float, **params: str) -> Any:
     return document["data"]
 
 
+def _instant(base: str, promql: str, timeout: float) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = _prometheus_api(base, "query", timeout, query=promql)["result"]
+    return result
+
+
 def _selector(labels: Mapping[str, str]) -> str:
     return ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
 
@@ -484,19 +489,15 @@ def _scrape_result(base: str, service: str, job: str | None, timeout: float) -> 
         "job with --prometheus-job"
     )
     if job is not None:
-        series = _prometheus_api(base, "query", timeout, query=f'up{{job="{job}"}}')
+        series = _instant(base, f'up{{job="{job}"}}', timeout)
     else:
         # The service's own build-info series says which job/instance scrapes it.
-        found = _prometheus_api(
-            base, "query", timeout, query=f'service_build_info{{service="{service}"}}'
-        )
+        found = _instant(base, f'service_build_info{{service="{service}"}}', timeout)
         keys = [{k: m["metric"][k] for k in ("job", "instance") if k in m["metric"]} for m in found]
         series = [
             sample
             for labels in keys
-            for sample in _prometheus_api(
-                base, "query", timeout, query=f"up{{{_selector(labels)}}}"
-            )
+            for sample in _instant(base, f"up{{{_selector(labels)}}}", timeout)
         ]
     if not series:
         wanted = f"job={job}" if job else f'service_build_info{{service="{service}"}}'
@@ -540,7 +541,7 @@ def check_prometheus(
     results = [CheckResult("prometheus.ready", Status.PASS, f"{base} is ready")]
     try:
         results.append(_scrape_result(base, service, job, timeout))
-    except (RuntimeError, ValueError, KeyError) as error:
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
         results.append(
             CheckResult("prometheus.scrape", Status.WARN, f"could not query Prometheus: {error}")
         )
@@ -575,7 +576,7 @@ _DSN_RE = re.compile(
 )
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{16,}")
 _TEST_HOSTS = re.compile(
-    r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|0\.0\.0\.0|example\.(com|org|net)"
+    r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|0\.0\.0\.0|(.*\.)?example\.(com|org|net)"
     r"|.*\.(example|test|invalid|localhost))$",
     re.IGNORECASE,
 )

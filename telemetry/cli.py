@@ -88,8 +88,18 @@ def _current_repo() -> Path | None:
 
 def _doctor(args: argparse.Namespace) -> int:
     # The exporters log their own failures at ERROR; the doctor reports those itself, once.
-    for noisy in ("opentelemetry", "sentry_sdk", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    noisy = [logging.getLogger(name) for name in ("opentelemetry", "sentry_sdk", "urllib3")]
+    levels = [logger.level for logger in noisy]
+    for logger in noisy:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        return _run_doctor(args)
+    finally:
+        for logger, level in zip(noisy, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
     repo = args.repo if args.repo is not None else _current_repo()
     results = run_checks(
         send=args.send,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import socket
 import time
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ from telemetry.settings import (
     parse_dsn,
 )
 
-__all__ = ["CheckResult", "Status", "format_json", "format_text", "run_checks"]
+__all__ = ["CheckResult", "Status", "format_json", "format_text", "is_ok", "run_checks"]
 
 DEFAULT_TIMEOUT_S = 3.0
 TEST_MESSAGE = "telemetry doctor test event"
@@ -74,8 +75,8 @@ def run_checks(
                     "settings",
                     Status.FAIL,
                     "; ".join(line.strip() for line in lines[1:]) or str(error),
-                    "set each variable named above to an accepted value (README: "
-                    "configuration contract), then run telemetry doctor again",
+                    "give each variable named here an accepted value (README: configuration "
+                    "contract), then run telemetry doctor again",
                 )
             )
     if settings is not None:
@@ -112,7 +113,7 @@ def _settings_summary(settings: TelemetrySettings) -> CheckResult:
         f"environment={settings.environment.value} service={settings.service_name} "
         f"release={settings.release} traces={profile.traces_sample_rate:g} "
         f"profiles={profile.profiles_sample_rate:g} sentry={sentry} sentry_traces={mode} "
-        f"jaeger={settings.jaeger_traces_endpoint or 'off'}"
+        f"jaeger={_display_url(settings.jaeger_traces_endpoint or 'off')}"
         + (f" ({settings.otlp_protocol})" if settings.jaeger_traces_endpoint else ""),
     )
 
@@ -275,67 +276,92 @@ def _otlp_checks(settings: TelemetrySettings, send: bool, timeout: float) -> lis
     return results
 
 
+_REFUSED_FIX = (
+    "nothing listens there: start Jaeger or the collector (OTLP/HTTP 4318, gRPC 4317) or "
+    "correct OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+)
+_HUNG_FIX = (
+    "the port accepts connections but never answers (a hung collector, a firewall dropping "
+    "packets, or the wrong protocol for the port): check what listens there"
+)
+
+
+def _display_url(url: str) -> str:
+    """The URL without any user:password part, which must not reach a terminal or a log."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _otlp_headers() -> dict[str, str]:
+    """The headers the OTLP exporter would send (a collector may require credentials)."""
+    from opentelemetry.util.re import parse_env_headers
+
+    raw = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_HEADERS", ""
+    )
+    return {**parse_env_headers(raw, liberal=True), **_PROTOBUF}
+
+
+def _probe_grpc(endpoint: str, timeout: float) -> CheckResult:
+    parts = urlsplit(endpoint)
+    started = time.monotonic()
+    try:
+        with contextlib.closing(
+            socket.create_connection((parts.hostname, parts.port or 4317), timeout=timeout)
+        ):
+            pass
+    except OSError as error:
+        problem, timed_out, _ = describe_network_error(error, timeout)
+        fix = _HUNG_FIX if timed_out else _REFUSED_FIX
+        return CheckResult("otlp.jaeger", Status.FAIL, f"{endpoint} (gRPC): {problem}", fix)
+    elapsed_ms = (time.monotonic() - started) * 1000
+    return CheckResult(
+        "otlp.jaeger",
+        Status.PASS,
+        f"{endpoint} (gRPC) accepts connections ({elapsed_ms:.0f} ms); --send exports a span",
+    )
+
+
 def _probe_jaeger(endpoint: str, protocol: str, timeout: float) -> CheckResult:
-    name = "otlp.jaeger"
-    refused_fix = (
-        "nothing listens there: start Jaeger or the collector (OTLP/HTTP 4318, gRPC 4317) or "
-        "correct OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    )
-    hung_fix = (
-        "the port accepts connections but never answers (a hung collector, a firewall "
-        "dropping packets, or the wrong protocol for the port): check what listens there"
-    )
+    name, shown = "otlp.jaeger", _display_url(endpoint)
     if protocol == "grpc":
-        parts = urlsplit(endpoint)
-        started = time.monotonic()
-        try:
-            with contextlib.closing(
-                socket.create_connection((parts.hostname, parts.port or 4317), timeout=timeout)
-            ):
-                pass
-        except OSError as error:
-            problem, timed_out, _ = describe_network_error(error, timeout)
-            return CheckResult(
-                name,
-                Status.FAIL,
-                f"{endpoint} (gRPC): {problem}",
-                hung_fix if timed_out else refused_fix,
-            )
-        elapsed = (time.monotonic() - started) * 1000
-        return CheckResult(
-            name,
-            Status.PASS,
-            f"{endpoint} (gRPC) accepts connections ({elapsed:.0f} ms); --send exports a span",
-        )
+        return _probe_grpc(shown, timeout)
     answer = http_request(
-        endpoint, timeout=timeout, method="POST", body=_empty_export_request(), headers=_PROTOBUF
+        endpoint,
+        timeout=timeout,
+        method="POST",
+        body=_empty_export_request(),
+        headers=_otlp_headers(),
     )
     if answer.ok:
         return CheckResult(
-            name, Status.PASS, f"{endpoint} accepted an empty OTLP export (HTTP {answer.status})"
+            name, Status.PASS, f"{shown} accepted an empty OTLP export (HTTP {answer.status})"
         )
     if answer.status is None:
-        fix = (
-            hung_fix
-            if answer.timed_out
-            else refused_fix
-            if answer.refused
-            else ("check the endpoint's host name, TLS and any proxy between here and there")
-        )
-        return CheckResult(name, Status.FAIL, f"{endpoint}: {answer.problem}", fix)
+        if answer.timed_out:
+            fix = _HUNG_FIX
+        elif answer.refused:
+            fix = _REFUSED_FIX
+        else:
+            fix = "check the endpoint's host name, TLS and any proxy between here and there"
+        return CheckResult(name, Status.FAIL, f"{shown}: {answer.problem}", fix)
     if answer.status in (404, 405):
         fix = (
             "this is not an OTLP traces path: OTEL_EXPORTER_OTLP_ENDPOINT takes the base URL "
             "(http://jaeger:4318, /v1/traces is appended), OTEL_EXPORTER_OTLP_TRACES_ENDPOINT "
             "the full URL"
         )
+    elif answer.status in (401, 403):
+        fix = "the collector wants credentials: set them in OTEL_EXPORTER_OTLP_HEADERS"
     elif answer.status in (400, 415):
         fix = (
             "the server did not take OTLP protobuf: check OTEL_EXPORTER_OTLP_PROTOCOL and the port"
         )
     else:
         fix = "check the collector's logs for why it refused the export"
-    return CheckResult(name, Status.FAIL, f"{endpoint} answered HTTP {answer.status}", fix)
+    return CheckResult(name, Status.FAIL, f"{shown} answered HTTP {answer.status}", fix)
 
 
 def _send_test_span(settings: TelemetrySettings, timeout: float) -> CheckResult:
