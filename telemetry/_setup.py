@@ -45,6 +45,7 @@ from telemetry.settings import (
     parse_dsn,
 )
 from telemetry.tracing import (
+    BoundedBatchSpanProcessor,
     SpanAttributeSetter,
     build_tracer_provider,
     jaeger_exporter,
@@ -217,6 +218,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
     if sentry_mode is not SentryTracesMode.OFF and settings.sentry_dsn is not None:
         processors.append(SentrySpanProcessor(sentry_mode, settings, counters, scrubbed))
 
+    _declare_pipeline_series(counters, processors, profile.sentry_enabled)
     sampler = RouteAwareSampler(
         profile.traces_sample_rate if processors else 0.0,
         critical_routes=settings.critical_routes if processors else (),
@@ -346,6 +348,25 @@ def _log_initialized(
         traced=",".join(traced) or "none",
         metered=",".join(metered) or "none",
     )
+
+
+def _declare_pipeline_series(
+    counters: Any, processors: Sequence[SpanProcessor], sentry_enabled: bool
+) -> None:
+    """Create every pipeline series at zero: a counter born at its first failure has no
+    rate() for that failure, so the alert on it would miss the first one."""
+    sinks = [p.sink for p in processors if isinstance(p, BoundedBatchSpanProcessor)]
+    sinks += [
+        "sentry"
+        for p in processors
+        if isinstance(p, SentrySpanProcessor) and p.exporter is not None
+    ]
+    for sink in sinks:
+        counters.spans_exported(sink, 0)
+        counters.spans_failed(sink, 0)
+        counters.spans_dropped(sink, 0)
+    if sentry_enabled:
+        counters.sentry_event_sent("error", 0)
 
 
 class _NoCounters:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -76,6 +77,9 @@ class MonitoredSpanExporter(SpanExporter):
         self.wrapped = wrapped
         self.counters = counters
         self.failing = False
+        self.reported_failing = False
+        self.last_report = -float("inf")
+        self.quiet_period_s = 60.0
         self.disabled_reason: str | None = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -91,16 +95,23 @@ class MonitoredSpanExporter(SpanExporter):
             self.counters.spans_exported(self.sink, len(spans))
             if self.failing:
                 self.failing = False
-                logger.warning("telemetry_sink_recovered sink=%s", self.sink)
+                if self.reported_failing:
+                    self.reported_failing = False
+                    logger.warning("telemetry_sink_recovered sink=%s", self.sink)
         else:
             self.counters.spans_failed(self.sink, len(spans))
             if not self.failing and self.disabled_reason is None:
                 self.failing = True
-                logger.warning(
-                    "telemetry_sink_failing sink=%s: spans are counted in "
-                    "telemetry_spans_failed_total until it recovers",
-                    self.sink,
-                )
+                # A flapping sink is reported once per quiet period, not at every flip.
+                now = time.monotonic()
+                if not self.reported_failing and now - self.last_report >= self.quiet_period_s:
+                    self.reported_failing = True
+                    self.last_report = now
+                    logger.warning(
+                        "telemetry_sink_failing sink=%s: spans are counted in "
+                        "telemetry_spans_failed_total until it recovers",
+                        self.sink,
+                    )
         return result
 
     def disable(self, reason: str) -> None:

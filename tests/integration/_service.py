@@ -76,11 +76,11 @@ def build_app(engine: sqlalchemy.Engine, redis_url: str, downstream_url: str | N
         return {"event_id": event_id or ""}
 
     @app.get("/api/v1/call")
-    async def call_downstream() -> dict[str, Any]:
+    async def call_downstream(path: str = "echo-headers") -> Any:
         assert downstream_url is not None
         async with httpx.AsyncClient() as client:
-            response = await client.get(f"{downstream_url}/echo-headers")
-        return response.json()
+            response = await client.get(f"{downstream_url}/{path}")
+        return response.json() if response.status_code == 200 else {"status": response.status_code}
 
     @app.post("/api/v1/login")
     async def login(request: Request) -> None:
@@ -116,6 +116,12 @@ def build_downstream() -> FastAPI:
             for k, v in request.headers.items()
             if k in ("traceparent", "sentry-trace", "baggage")
         }
+
+    @app.get("/unavailable")
+    def unavailable() -> Any:
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({"error": "overloaded"}, status_code=503)
 
     return app
 

@@ -77,13 +77,17 @@ class FakeService:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         build_info = Gauge(
-            "service_build_info", "Build of the serving process",
-            ["service", "version", "environment", "release"], registry=self.registry,
+            "service_build_info",
+            "Build of the serving process",
+            ["service", "version", "environment", "release"],
+            registry=self.registry,
         )
         build_info.labels(SERVICE, "1.2.3", "production", RELEASE).set(1)
         self.requests = Counter(
-            "http_server_requests", "Requests answered",
-            ["service", "method", "route", "status_code"], registry=self.registry,
+            "http_server_requests",
+            "Requests answered",
+            ["service", "method", "route", "status_code"],
+            registry=self.registry,
         )
         # Both series exist from the first scrape, so the error rate starts at 0 instead of
         # appearing with the first error.
@@ -178,7 +182,9 @@ def load_alert_rules(
     os.kill(prometheus.pid, signal.SIGHUP)
     poll_until(
         lambda: any(group["file"] == str(rule_file) for group in prometheus.rules()),
-        timeout=15, interval=0.2, describe="Prometheus to reload with the alert rules",
+        timeout=15,
+        interval=0.2,
+        describe="Prometheus to reload with the alert rules",
     )
 
 
@@ -197,20 +203,24 @@ def test_error_burst_pages_pagerduty_and_slack_with_links(
         rule_files=[RULES_DIR / "recording.yml"],
         alertmanager_url=alertmanager.url,
     )
-    load_alert_rules(prometheus, fast_alert_rules(tmp_path), {
-        "grafana_url": GRAFANA_URL,
-        "jaeger_url": JAEGER_URL,
-        "sentry_issues_url": SENTRY_ISSUES_URL,
-    })
+    load_alert_rules(
+        prometheus,
+        fast_alert_rules(tmp_path),
+        {
+            "grafana_url": GRAFANA_URL,
+            "jaeger_url": JAEGER_URL,
+            "sentry_issues_url": SENTRY_ISSUES_URL,
+        },
+    )
     # The release join needs service_build_info scraped before the errors count.
-    prometheus.wait_for_query('service_release:http_server_requests:rate5m > 0', timeout=20)
+    prometheus.wait_for_query("service_release:http_server_requests:rate5m > 0", timeout=20)
     assert receiver.received("/slack") == [] and receiver.received("/pagerduty") == []
 
     fake_service.fail()
-    pages = poll_until(lambda: receiver.received("/pagerduty"), timeout=30,
-                       describe="a PagerDuty event")
-    slack = poll_until(lambda: receiver.received("/slack"), timeout=10,
-                       describe="a Slack message")
+    pages = poll_until(
+        lambda: receiver.received("/pagerduty"), timeout=30, describe="a PagerDuty event"
+    )
+    slack = poll_until(lambda: receiver.received("/slack"), timeout=10, describe="a Slack message")
 
     # PagerDuty: the page, with routing key from the secret file, service, release, links.
     event = pages[0]
@@ -224,9 +234,9 @@ def test_error_burst_pages_pagerduty_and_slack_with_links(
     links = {link["text"]: link["href"] for link in event["links"]}
     assert links == {
         "Grafana": f"{GRAFANA_URL}/d/telemetry-service-overview/service-overview"
-                   f"?var-service={SERVICE}&viewPanel=2",
+        f"?var-service={SERVICE}&viewPanel=2",
         "Jaeger": f"{JAEGER_URL}/search?service={SERVICE}&lookback=1h&limit=20"
-                  "&tags=%7B%22error%22%3A%22true%22%7D",
+        "&tags=%7B%22error%22%3A%22true%22%7D",
         "Sentry": f"{SENTRY_ISSUES_URL}release%3A%22checkout%401.2.3%22",
     }
 
