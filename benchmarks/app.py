@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 __all__ = [
     "CONFIGS",
+    "DEFAULT_CONFIGS",
     "BenchApp",
     "ConfigSpec",
     "build_app",
@@ -48,6 +49,10 @@ class ConfigSpec:
     environment: str = "staging"
     sentry_traces: str = "otlp"
     sinks: SinkState = "up"
+    #: Extra ``TelemetrySettings`` fields (diagnostic variants of the bridge).
+    overrides: tuple[tuple[str, Any], ...] = ()
+    #: Part of the default run (diagnostic variants are only run when named).
+    default: bool = True
 
 
 CONFIGS: dict[str, ConfigSpec] = {
@@ -64,9 +69,7 @@ CONFIGS: dict[str, ConfigSpec] = {
             "+ OTLPSpanExporter",
         ),
         ConfigSpec("both", "both", "sentry-sdk and OpenTelemetry side by side, independently"),
-        ConfigSpec(
-            "bridge-otlp", "bridge", "setup_telemetry, staging (100%), sentry_traces=otlp"
-        ),
+        ConfigSpec("bridge-otlp", "bridge", "setup_telemetry, staging (100%), sentry_traces=otlp"),
         ConfigSpec(
             "bridge-envelope",
             "bridge",
@@ -91,8 +94,23 @@ CONFIGS: dict[str, ConfigSpec] = {
             "as bridge-otlp, both sinks accept and never answer",
             sinks="blackhole",
         ),
+        ConfigSpec(
+            "bridge-otlp-noprof",
+            "bridge",
+            "diagnostic: as bridge-otlp without Sentry's continuous profiler",
+            overrides=(("profiles_sample_rate", 0.0),),
+            default=False,
+        ),
+        ConfigSpec(
+            "bridge-otlp-lean",
+            "bridge",
+            "diagnostic: as bridge-otlp without the profiler and without /metrics",
+            overrides=(("profiles_sample_rate", 0.0), ("metrics_enabled", False)),
+            default=False,
+        ),
     )
 }
+DEFAULT_CONFIGS = [name for name, spec in CONFIGS.items() if spec.default]
 
 ITEM_COUNT = 100
 _metadata = MetaData()
@@ -231,17 +249,21 @@ def build_app(
 
         return BenchApp(app, spec, engine, flush=flush, shutdown=shutdown)
 
+    from pydantic import SecretStr
+
     from telemetry import TelemetrySettings, setup_telemetry
+    from telemetry.settings import Environment, SentryTracesMode
 
     settings = TelemetrySettings(
         _env_file=None,  # type: ignore[call-arg]
-        environment=spec.environment,
-        sentry_dsn=sentry_dsn,
-        sentry_traces=spec.sentry_traces,
+        environment=Environment(spec.environment),
+        sentry_dsn=SecretStr(sentry_dsn),
+        sentry_traces=SentryTracesMode(spec.sentry_traces),
         otlp_endpoint=jaeger_url,
         service_name="bench",
         service_version="0",
         log_level="WARNING",
+        **dict(spec.overrides),
     )
     handle = setup_telemetry(app, settings, engines=[engine])
 

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
@@ -65,8 +66,9 @@ async def run_paced(
     rate: float,
     duration: float,
     connections: int,
-    start: asyncio.Event | None = None,
+    ready: Callable[[], Awaitable[None]] | None = None,
 ) -> PacedResult:
+    """Run the paced load; ``ready`` is awaited once the connections are open."""
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 80
@@ -75,8 +77,8 @@ async def run_paced(
     total = max(1, int(rate * duration))
     loop = asyncio.get_running_loop()
     streams = [await asyncio.open_connection(host, port) for _ in range(connections)]
-    if start is not None:
-        await start.wait()
+    if ready is not None:
+        await ready()
     t0 = loop.time() + 0.01
     state = {"next": 0, "errors": 0}
     latencies: list[float] = []
@@ -119,29 +121,17 @@ async def run_paced(
 
 
 async def _main(args: argparse.Namespace) -> PacedResult:
-    go = asyncio.Event()
-    task = asyncio.ensure_future(
-        run_paced(
-            args.url,
-            rate=args.rate,
-            duration=args.duration,
-            connections=args.connections,
-            start=go,
-        )
+    async def ready() -> None:
+        print("READY", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+    return await run_paced(
+        args.url,
+        rate=args.rate,
+        duration=args.duration,
+        connections=args.connections,
+        ready=ready,
     )
-    # READY once the connections are open (the task is waiting on ``go``).
-    while not task.done():
-        await asyncio.sleep(0.01)
-        if all(c is not None for c in [task]) and _waiting_on(go):
-            break
-    print("READY", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    go.set()
-    return await task
-
-
-def _waiting_on(event: asyncio.Event) -> bool:
-    return bool(getattr(event, "_waiters", None))
 
 
 def main() -> None:

@@ -18,11 +18,10 @@ every worker instead, see ``telemetry._multiprocess`` for the design and its tra
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
-from time import perf_counter, time
+from collections.abc import Iterable, Mapping, Sequence
+from time import time
 from typing import Any
 
-from opentelemetry.trace import get_current_span
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
@@ -30,6 +29,16 @@ from prometheus_client.samples import Exemplar
 
 from telemetry import _dependency_metrics as _dependencies
 from telemetry._cardinality import LabelGuard, RouteResolver, normalize_method
+
+# The middleware, /metrics serving and the exemplar helpers live in _metrics_asgi; they are
+# re-exported so ``telemetry.metrics`` stays their import path.
+from telemetry._metrics_asgi import KEEP_ATTRIBUTE as KEEP_ATTRIBUTE
+from telemetry._metrics_asgi import (
+    ASGIApp,
+    MetricsMiddleware,
+    current_exemplar,
+    kept_exemplar,
+)
 from telemetry._multiprocess import (
     ExemplarStore,
     MultiProcessExemplarCollector,
@@ -50,12 +59,6 @@ __all__ = [
     "request_buckets",
 ]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 DEFAULT_APDEX_THRESHOLD_S = 0.5
 _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _DEPENDENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -75,31 +78,6 @@ def request_buckets(
         raise ValueError(f"apdex_threshold_s must be > 0, got {apdex_threshold_s}")
     # Rounded so a bound prints as le="1.2", never le="1.2000000000000002".
     return tuple(sorted({*base, round(apdex_threshold_s, 9), round(4 * apdex_threshold_s, 9)}))
-
-
-def current_exemplar() -> dict[str, str] | None:
-    """``{trace_id, span_id}`` of the current span, only when it is valid and sampled: an
-    exemplar of an unsampled span would point at a trace that was never stored."""
-    context = get_current_span().get_span_context()
-    if not context.is_valid or not context.trace_flags.sampled:
-        return None
-    return {
-        "trace_id": format(context.trace_id, "032x"),
-        "span_id": format(context.span_id, "016x"),
-    }
-
-
-KEEP_ATTRIBUTE = "telemetry.keep"
-
-
-def kept_exemplar(status_code: str) -> dict[str, str] | None:
-    """The exemplar of a request whose trace a tail sampler is sure to keep: a server error
-    (its span has error status), or a span marked ``telemetry.keep`` (critical routes)."""
-    exemplar = current_exemplar()
-    if exemplar is None or status_code.startswith("5"):
-        return exemplar
-    attributes = getattr(get_current_span(), "attributes", None) or {}
-    return exemplar if attributes.get(KEEP_ATTRIBUTE) else None
 
 
 class PipelineMetrics:
@@ -345,96 +323,3 @@ class TelemetryMetrics:
         _dependencies.uninstrument(self)
         if self._store is not None:
             self._store.close()
-
-
-class MetricsMiddleware:
-    """Pure ASGI: it only watches ``http.response.start`` go by, so streaming responses stay
-    streaming, and costs two clock reads, a few dict lookups and the metric updates.
-
-    It runs inside OpenTelemetry's server span (FastAPIInstrumentor wraps the whole middleware
-    stack), so the current span is the request's span, and inside Starlette's
-    ``ServerErrorMiddleware``, so unhandled exceptions pass through it before becoming 500s.
-    """
-
-    def __init__(self, app: ASGIApp, metrics: TelemetryMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        metrics = self.metrics
-        root_path = str(scope.get("root_path", ""))
-        path = scope["path"]
-        if root_path and path.startswith(root_path):
-            path = path[len(root_path) :]
-        if path == metrics.path:
-            await _serve_metrics(metrics, scope, send)
-            return
-        outer_app = scope.get("app")
-        method = normalize_method(scope["method"])
-        in_progress = metrics._child(metrics._in_progress, (metrics.service, method))
-        status = 0
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        in_progress.inc()
-        start = perf_counter()
-        failure: BaseException | None = None
-        exception_type: str | None = None
-        try:
-            await self.app(scope, receive, send_status)
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
-            duration = perf_counter() - start
-            in_progress.dec()
-            if isinstance(failure, Exception):
-                # Counted as a 500 even when a streamed response had already started: the
-                # client got a truncated body, which is a failed request.
-                code, exception_type = "500", type(failure).__qualname__
-            elif failure is not None:
-                code = "499"  # cancelled: the client or the server went away
-            else:
-                # An app that returns without responding gets a 500 from the server.
-                code = str(status) if status else "500"
-            route = metrics._routes.template(scope, root_path, outer_app)
-            exemplar = (
-                current_exemplar() if metrics.exemplars_for == "sampled" else kept_exemplar(code)
-            )
-            metrics.record_request(method, route, code, duration, exemplar, exception_type)
-
-
-async def _serve_metrics(metrics: TelemetryMetrics, scope: Scope, send: Send) -> None:
-    if scope["method"] not in ("GET", "HEAD"):
-        await _respond(send, 405, b"method not allowed\n", "text/plain", [(b"allow", b"GET, HEAD")])
-        return
-    accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None)
-    import anyio.to_thread  # here, not at the top: anyio comes with Starlette/httpx, not core
-
-    # Collection reads every metric (and, in multiprocess mode, every worker's files): keep it
-    # off the event loop so a scrape never stalls requests.
-    body, content_type = await anyio.to_thread.run_sync(metrics.render, accept)
-    await _respond(
-        send, 200, b"" if scope["method"] == "HEAD" else body, content_type, [], len(body)
-    )
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: str,
-    extra: list[tuple[bytes, bytes]],
-    length: int | None = None,
-) -> None:
-    size = str(len(body) if length is None else length).encode()
-    headers = [(b"content-type", content_type.encode()), (b"content-length", size), *extra]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

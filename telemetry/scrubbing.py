@@ -21,7 +21,6 @@ and status codes are never touched, so the trace stays joinable across sinks.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -31,9 +30,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.util.types import AttributeValue
 from sentry_sdk.utils import AnnotatedValue
 
+from telemetry import _event_scrubbing
 from telemetry._scrub_patterns import (
     _DIGITS,
-    _EVENT_SKIP,
     _LINE,
     _LINE_VALUED,
     _MAX_DEPTH,
@@ -56,8 +55,6 @@ from telemetry._scrub_patterns import (
     _shape_replacement,
     normalise_name,
 )
-
-_log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,68 +323,15 @@ class ScrubbingPolicy:
             return tuple(items) if isinstance(value, tuple) else items
         return FILTERED
 
-    # -- Sentry hooks -----------------------------------------------------------------
+    # -- Sentry hooks (the event walk lives in _event_scrubbing) -------------------------
 
     def scrub_event(self, event: Any, hint: Any = None) -> Any:
         """``before_send`` / ``before_send_transaction``: returns the scrubbed event."""
-        if not isinstance(event, dict):
-            return self.scrub_value(event)
-        try:
-            out: dict[str, Any] = {}
-            for key, value in event.items():
-                if key in _EVENT_SKIP:
-                    out[key] = value
-                elif key == "user":
-                    out[key] = self._scrub_user(value)
-                elif key == "logentry" and isinstance(value, Mapping):
-                    out[key] = self._scrub_logentry(value)
-                else:
-                    out[key] = self.scrub_value(value)
-            return out
-        except Exception:  # never lose an error to the scrubber; never send it raw
-            _log.debug("scrubbing failed; sending a reduced event", exc_info=True)
-            keep = (
-                "event_id",
-                "timestamp",
-                "level",
-                "platform",
-                "type",
-                "release",
-                "environment",
-                "transaction",
-            )
-            return {k: event[k] for k in keep if k in event} | {"message": FILTERED}
+        return _event_scrubbing.scrub_event(self, event)
 
     def scrub_breadcrumb(self, crumb: Any, hint: Any = None) -> Any:
         """``before_breadcrumb``: message, data (http breadcrumb URLs and queries)."""
-        try:
-            return self.scrub_value(crumb)
-        except Exception:  # a breadcrumb is not worth a leak: drop it
-            _log.debug("scrubbing a breadcrumb failed; dropping it", exc_info=True)
-            return None
-
-    def _scrub_user(self, user: Any) -> Any:
-        if not isinstance(user, Mapping):
-            return self.scrub_value(user)
-        user = {k: v for k, v in user.items() if k != "ip_address"}
-        if not self.keep_user_email and user.get("email"):
-            user["email"] = FILTERED
-        return self.scrub_value(user)
-
-    def _scrub_logentry(self, entry: Mapping[str, Any]) -> Any:
-        out = self._scrub_mapping(entry, 0)
-        formatted, params = entry.get("formatted"), out.get("params")
-        if (
-            isinstance(formatted, str)
-            and isinstance(params, (list, tuple))
-            and out.get("formatted") != formatted
-        ):
-            # A secret may be split over params ("%s=%s", "password", "hunter2"): a
-            # param that no longer shows in the scrubbed text was (part of) a secret.
-            kept = str(out.get("formatted"))
-            out = dict(out)
-            out["params"] = [p if str(p) in kept else FILTERED for p in params]
-        return out
+        return _event_scrubbing.scrub_breadcrumb(self, crumb)
 
     # -- span attributes ----------------------------------------------------------------
 

@@ -9,14 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from telemetry._doctor_checks import (
-    CheckResult,
-    Distribution,
-    Status,
-    check_versions,
-    find_dsns,
-    scan_repo_for_dsns,
-)
+from telemetry._doctor_checks import CheckResult, Status
+from telemetry._doctor_repo import find_dsns, scan_repo_for_dsns
+from telemetry._doctor_versions import Distribution, check_versions
 from telemetry.cli import main
 from telemetry.doctor import _display_url, format_json, format_text, run_checks
 from telemetry.settings import load_settings

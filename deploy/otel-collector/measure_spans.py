@@ -21,7 +21,6 @@ Output: one JSON document on stdout.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import json
 import re
@@ -35,6 +34,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # OTLP/JSON ids the file sink writes as hex; protobuf's JSON mapping wants base64.
 _ID_FIELDS = {"traceId", "spanId", "parentSpanId"}
+_STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+# gateway.yaml's latency policy (threshold_ms: 2000).
+_SLOW_NS = 2_000_000_000
+# gateway.yaml's spanmetrics dimensions, old and new semantic-convention names.
+_SPANMETRICS_DIMENSIONS = (
+    ("http.route",),
+    ("http.request.method", "http.method"),
+    ("http.response.status_code", "http.status_code"),
+)
 # A server span's name: "<METHOD> <route template>".
 _HTTP_ROOT = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /")
 
@@ -159,10 +167,6 @@ def demo_spans(
     from demo import loadgen, model_provider, report
     from demo.app import create_app
     from demo.config import BUILTIN_API_KEYS, DemoConfig, Principal
-    from google.protobuf import json_format
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
     from starlette.testclient import TestClient
 
     from telemetry.settings import load_settings
@@ -195,53 +199,145 @@ def demo_spans(
             )
 
         try:
-            with TestClient(app, raise_server_exceptions=False):
-                summary = asyncio.run(drive())
+            with TestClient(app, raise_server_exceptions=False) as client:
+                # On the loop that ran the lifespan: pooled PostgreSQL and Redis
+                # connections belong to it.
+                summary = client.portal.call(drive)
+                metrics_text = client.get("/metrics").text
         finally:
             app.state.telemetry.shutdown()
             provider_app.state.telemetry.shutdown()
         batches = report.read_json_lines(sinks / "spans.otlp.jsonl")
 
+    return {
+        "requests_sent": len(summary.results),
+        **_analyse(batches, critical_routes=set(settings.critical_routes)),
+        "prometheus_series_per_replica": _series_by_family(metrics_text),
+    }
+
+
+def _analyse(batches: list[dict[str, Any]], critical_routes: set[str]) -> dict[str, Any]:
+    """Sizes, spans per request, what each tail-sampling policy of gateway.yaml would keep,
+    and the dimension sets the gateway's spanmetrics connector would make series of."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
     span_sizes: list[int] = []
     request_bytes = 0
-    spans_by_trace: Counter[str] = Counter()
-    route_of_trace: dict[str, str] = {}
+    traces: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {
+            "spans": 0,
+            "root": None,
+            "error": False,
+            "critical": False,
+            "start": None,
+            "end": None,
+        }
+    )
+    dimension_sets: set[tuple[Any, ...]] = set()
     for batch in batches:
         message = json_format.ParseDict(_hex_to_base64(batch), ExportTraceServiceRequest())
         request_bytes += message.ByteSize()
         for resource_spans in message.resource_spans:
+            resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
                     span_sizes.append(span.ByteSize())
-                    trace_id = span.trace_id.hex()
-                    spans_by_trace[trace_id] += 1
+                    attributes = {a.key: a.value for a in span.attributes}
+                    trace = traces[span.trace_id.hex()]
+                    trace["spans"] += 1
                     if not span.parent_span_id:
-                        route_of_trace.setdefault(trace_id, span.name)
-    per_route: dict[str, list[int]] = defaultdict(list)
-    for trace_id, spans in spans_by_trace.items():
-        per_route[route_of_trace.get(trace_id, "<no root>")].append(spans)
+                        trace["root"] = trace["root"] or span.name
+                    trace["error"] |= span.status.code == _STATUS_ERROR
+                    route = attributes.get("http.route")
+                    trace["critical"] |= route is not None and route.string_value in critical_routes
+                    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                    trace["start"] = min(start, trace["start"] or start)
+                    trace["end"] = max(end, trace["end"] or end)
+                    dimension_sets.add(
+                        (
+                            resource.get("service.name"),
+                            span.name,
+                            span.kind,
+                            span.status.code,
+                            *(
+                                _attribute_text(attributes, *names)
+                                for names in _SPANMETRICS_DIMENSIONS
+                            ),
+                        )
+                    )
     # User requests only: not the load generator's readiness call, not the start-up DB work
     # (table creation, connects) whose spans have no request around them.
-    traces = [
-        n
-        for route, counts in per_route.items()
-        if _HTTP_ROOT.match(route) and "/health" not in route
-        for n in counts
+    requests = [
+        t
+        for t in traces.values()
+        if t["root"] and _HTTP_ROOT.match(t["root"]) and "/health" not in t["root"]
     ]
+    per_root: dict[str, list[int]] = defaultdict(list)
+    for trace in requests:
+        per_root[trace["root"]].append(trace["spans"])
+    counts = [t["spans"] for t in requests]
+
+    def share(flag: str) -> float:
+        return sum(1 for t in requests if t[flag]) / len(requests)
+
+    for trace in requests:
+        trace["slow"] = trace["end"] - trace["start"] > _SLOW_NS
+        trace["any"] = trace["error"] or trace["slow"] or trace["critical"]
+    kept_by_rule = share("any")
+    spans_by_rule = sum(t["spans"] for t in requests if t["any"]) / sum(counts)
+    # The same without the critical-routes policy: what that one policy costs downstream.
+    spans_no_critical = sum(t["spans"] for t in requests if t["error"] or t["slow"]) / sum(counts)
     return {
-        "requests_sent": len(summary.results),
-        "request_traces": len(traces),
+        "request_traces": len(requests),
         "spans": len(span_sizes),
-        "spans_per_trace_mean": round(statistics.mean(traces), 2),
-        "spans_per_trace_max": max(traces),
+        "spans_per_trace_mean": round(statistics.mean(counts), 2),
+        "spans_per_trace_max": max(counts),
         "spans_per_trace_by_root": {
-            route: round(statistics.mean(counts), 1) for route, counts in sorted(per_route.items())
+            root: round(statistics.mean(n), 1) for root, n in sorted(per_root.items())
         },
         "span_bytes_mean": round(statistics.mean(span_sizes)),
         "span_bytes_p95": _percentile(span_sizes, 95),
         "export_request_bytes_per_span": round(request_bytes / len(span_sizes)),
         "export_batches": len(batches),
+        "tail_sampling_trace_share": {
+            "errors": round(share("error"), 3),
+            "slow_over_2s": round(share("slow"), 3),
+            "critical_routes": round(share("critical"), 3),
+            "any_rule": round(kept_by_rule, 3),
+            "kept_with_10pct_baseline": round(kept_by_rule + 0.1 * (1 - kept_by_rule), 3),
+        },
+        # Storage follows spans, not traces: the critical route's traces are the big ones.
+        "tail_sampling_span_share": {
+            "any_rule": round(spans_by_rule, 3),
+            "kept_with_10pct_baseline": round(spans_by_rule + 0.1 * (1 - spans_by_rule), 3),
+            "kept_without_critical_routes": round(
+                spans_no_critical + 0.1 * (1 - spans_no_critical), 3
+            ),
+        },
+        "spanmetrics_dimension_sets": len(dimension_sets),
     }
+
+
+def _attribute_text(attributes: dict[str, Any], *names: str) -> str | None:
+    for name in names:
+        if name in attributes:
+            value = attributes[name]
+            return value.string_value or str(value.int_value)
+    return None
+
+
+def _series_by_family(metrics_text: str) -> dict[str, int]:
+    """Samples of a Prometheus text exposition, per metric family (name before labels)."""
+    families: Counter[str] = Counter()
+    for line in metrics_text.splitlines():
+        if line and not line.startswith("#"):
+            name = re.split(r"[{ ]", line, maxsplit=1)[0]
+            families[re.sub(r"_(bucket|sum|count|created|total)$", "", name)] += 1
+    top = dict(sorted(families.items(), key=lambda item: -item[1])[:8])
+    return {"total": sum(families.values()), **top}
 
 
 def main(argv: list[str] | None = None) -> int:
