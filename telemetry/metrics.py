@@ -174,6 +174,8 @@ class TelemetryMetrics:
             registry=r,
         )
         self.guard = LabelGuard(lambda m, lb: self._overflow.labels(m, lb).inc(), label_limits)
+        # Born at zero, so the first overflow shows in rate() and on the pipeline dashboard.
+        self._overflow.labels(_REQUESTS, "route").inc(0)
         self._routes = RouteResolver()
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         server = ["service", "method", "route", "status_code"]
