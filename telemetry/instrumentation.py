@@ -97,58 +97,39 @@ def _library(
     return mod
 
 
+#: (library module, instrumentation module, instrumentor class, extra, instrumentation package)
+_CLIENT_LIBRARIES = (
+    ("sqlalchemy", "opentelemetry.instrumentation.sqlalchemy", "SQLAlchemyInstrumentor",
+     "sqlalchemy", "opentelemetry-instrumentation-sqlalchemy"),
+    ("redis", "opentelemetry.instrumentation.redis", "RedisInstrumentor",
+     "redis", "opentelemetry-instrumentation-redis"),
+    ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor",
+     "httpx", "opentelemetry-instrumentation-httpx"),
+)  # fmt: skip
+
+
 def instrument_libraries(
     provider: TracerProvider,
     *,
     engines: Sequence[Any] = (),
     asyncio_coroutines: Iterable[str] = (),
-    httpx_hooks: dict[str, Callable[..., Any]] | None = None,
-    redis_hooks: dict[str, Callable[..., Any]] | None = None,
 ) -> Instrumented:
     done = Instrumented()
-
-    sqlalchemy = _library(
-        "sqlalchemy",
-        "sqlalchemy",
-        "opentelemetry.instrumentation.sqlalchemy",
-        "sqlalchemy",
-        "opentelemetry-instrumentation-sqlalchemy",
-    )
-    if sqlalchemy is not None:
-        instrumentor = sqlalchemy.SQLAlchemyInstrumentor()
+    options: dict[str, dict[str, Any]] = {
         # Engines made before setup are only traced when passed in (create_engine is
         # patched for those made after).
-        sync_engines = [getattr(e, "sync_engine", e) for e in engines]
-        instrumentor.instrument(
-            tracer_provider=provider, engines=sync_engines or None, enable_commenter=False
-        )
-        done.libraries.append("sqlalchemy")
-        done.undo.append(instrumentor.uninstrument)
-
-    redis = _library(
-        "redis",
-        "redis",
-        "opentelemetry.instrumentation.redis",
-        "redis",
-        "opentelemetry-instrumentation-redis",
-    )
-    if redis is not None:
-        instrumentor = redis.RedisInstrumentor()
-        instrumentor.instrument(tracer_provider=provider, **(redis_hooks or {}))
-        done.libraries.append("redis")
-        done.undo.append(instrumentor.uninstrument)
-
-    httpx = _library(
-        "httpx",
-        "httpx",
-        "opentelemetry.instrumentation.httpx",
-        "httpx",
-        "opentelemetry-instrumentation-httpx",
-    )
-    if httpx is not None:
-        instrumentor = httpx.HTTPXClientInstrumentor()
-        instrumentor.instrument(tracer_provider=provider, **(httpx_hooks or {}))
-        done.libraries.append("httpx")
+        "sqlalchemy": {
+            "engines": [getattr(e, "sync_engine", e) for e in engines] or None,
+            "enable_commenter": False,
+        },
+    }
+    for library, module, class_name, extra, package in _CLIENT_LIBRARIES:
+        instrumentation = _library(library, library, module, extra, package)
+        if instrumentation is None:
+            continue
+        instrumentor = getattr(instrumentation, class_name)()
+        instrumentor.instrument(tracer_provider=provider, **options.get(library, {}))
+        done.libraries.append(library)
         done.undo.append(instrumentor.uninstrument)
 
     coroutines = set(asyncio_coroutines)
