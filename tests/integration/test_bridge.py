@@ -180,11 +180,15 @@ def test_health_and_metrics_are_never_traced_nor_sent(
     url, handle, _ = service
     assert call("GET", f"{url}/health/live")[0] == 200
     assert call("GET", f"{url}/metrics")[0] == 200
+    assert call("GET", f"{url}/api/v1/items/not-a-number")[0] == 422
+    assert call("GET", f"{url}/no/such/route")[0] == 404
     call("GET", f"{url}/api/v1/items/1")
     handle.force_flush()
     otlp_receiver.wait_for_spans(lambda s: s.name.startswith("GET /api/v1/items"))
     names = {s.name for s in otlp_receiver.spans()} | {s.name for s in sentry_receiver.otlp_spans()}
     assert not any("health" in n or "metrics" in n for n in names), names
+    # Client errors are the caller's, not the application's: no error event for them.
+    assert sentry_receiver.events() == []
 
 
 def test_envelope_mode_sends_transactions_with_child_spans(
