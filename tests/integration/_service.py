@@ -133,7 +133,14 @@ class Server:
     def __init__(self, app: FastAPI) -> None:
         self.port = free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="off",
+            # uvicorn's own logging set-up would change its loggers for the whole test
+            # process (levels, handlers); the telemetry under test owns logging here.
+            log_config=None,
+            access_log=False,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
