@@ -46,6 +46,7 @@ from telemetry.settings import (
 )
 from telemetry.tracing import (
     BoundedBatchSpanProcessor,
+    NullCounters,
     SpanAttributeSetter,
     build_tracer_provider,
     jaeger_exporter,
@@ -187,7 +188,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
             exemplars_for="kept" if settings.export_mode == "collector" else "sampled",
         )
         undo.append(metrics.close)
-    counters: Any = metrics.pipeline if metrics is not None else _NoCounters()
+    counters: Any = metrics.pipeline if metrics is not None else NullCounters()
 
     def scrubbed(exporter: SpanExporter) -> SpanExporter:
         return ScrubbingSpanExporter(exporter, policy)
@@ -367,8 +368,3 @@ def _declare_pipeline_series(
         counters.spans_dropped(sink, 0)
     if sentry_enabled:
         counters.sentry_event_sent("error", 0)
-
-
-class _NoCounters:
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args, **kwargs: None

@@ -47,13 +47,21 @@ class PipelineCounters(Protocol):
 
 
 class NullCounters:
-    def spans_exported(self, sink: str, count: int) -> None:
+    """Counts nothing: the pipeline when metrics are off."""
+
+    def spans_exported(self, sink: str, count: int = 1) -> None:
         return None
 
-    def spans_failed(self, sink: str, count: int) -> None:
+    def spans_failed(self, sink: str, count: int = 1) -> None:
         return None
 
-    def spans_dropped(self, sink: str, count: int) -> None:
+    def spans_dropped(self, sink: str, count: int = 1) -> None:
+        return None
+
+    def sentry_event_sent(self, kind: str, count: int = 1) -> None:
+        return None
+
+    def sentry_event_dropped(self, kind: str, reason: str, count: int = 1) -> None:
         return None
 
 

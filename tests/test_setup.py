@@ -90,3 +90,19 @@ def test_startup_line_says_what_is_on_and_hides_the_key(
 def test_missing_extra_names_the_extra() -> None:
     error = MissingExtraError("redis", "opentelemetry-instrumentation-redis")
     assert "pip install 'telemetry[redis]'" in str(error)
+
+
+def test_metrics_off_serves_no_metrics_and_still_traces(tmp_path: Path) -> None:
+    app = app_with_lifespan([])
+    settings = TelemetrySettings(
+        environment="staging", file_sink_dir=tmp_path, metrics_enabled=False
+    )
+    handle = setup_telemetry(app, settings)
+    try:
+        assert handle.metrics is None
+        with TestClient(app) as client:
+            assert client.get("/metrics").status_code == 404
+            assert client.get("/api/v1/ping").status_code == 200
+        assert "GET /api/v1/ping" in (tmp_path / "spans.otlp.jsonl").read_text()
+    finally:
+        handle.shutdown()
