@@ -49,6 +49,7 @@ class Options:
     endpoints: list[str] = field(default_factory=lambda: ["items", "json"])
     database_url: str | None = None
     warmup: float = 1.0
+    idle: float = 2.0
     flush_timeout: float = 5.0
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
@@ -408,6 +409,10 @@ def measure_config(
                 connections=min(4, options.connections),
             )
         counts = settle()
+        idle_cpu0 = process_cpu_seconds(server.pid)
+        time.sleep(options.idle)
+        idle = (process_cpu_seconds(server.pid) - idle_cpu0) * 1000 / options.idle
+        counts = fetch_counts(ports)
         for endpoint in options.endpoints:
             # Saturation.
             cpu0 = process_cpu_seconds(server.pid)
@@ -434,6 +439,7 @@ def measure_config(
                     cpu_s=cpu,
                     rss_mb=process_rss_mb(server.pid),
                     sink=_delta(after, counts),
+                    idle_cpu_ms_per_s=idle,
                 )
             )
             counts = after
@@ -468,6 +474,7 @@ def measure_config(
                     cpu_s=cpu,
                     rss_mb=process_rss_mb(server.pid),
                     sink=_delta(after, counts),
+                    idle_cpu_ms_per_s=idle,
                 )
             )
             counts = after

@@ -49,6 +49,9 @@ class Sample:
     cpu_s: float
     rss_mb: float
     sink: dict[str, int] = field(default_factory=dict)
+    #: CPU the idle server burns (background threads, timers), in ms per second, measured
+    #: once per server after warm-up: at a paced rate it adds ``idle / rate`` per request.
+    idle_cpu_ms_per_s: float = 0.0
 
     def per_request(self, value: float) -> float:
         return value / self.requests if self.requests else 0.0
@@ -138,6 +141,7 @@ class Row:
     cpu_us: float
     cpu_added_us: float | None
     rss_mb: float
+    idle_cpu_ms_per_s: float
     otlp_spans: float
     sentry_spans: float
     transactions: float
@@ -177,6 +181,7 @@ def build_rows(samples: Sequence[Sample], configs: Sequence[str], base: str = "b
                             samples, config, base, endpoint, load, delta_of("cpu_us_per_request")
                         ),
                         rss_mb=med("rss_mb"),
+                        idle_cpu_ms_per_s=med("idle_cpu_ms_per_s"),
                         otlp_spans=med("otlp_spans_per_request"),
                         sentry_spans=med("sentry_spans_per_request"),
                         transactions=med("transactions_per_request"),
@@ -319,9 +324,9 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 TABLE_HEADER = (
-    "| config | req/s | x bare | p50 ms | p99 ms | CPU µs/req | +CPU µs | RSS MB "
-    "| OTLP spans/req | Sentry spans/req | tx/req | events/req | errors |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| config | req/s | x bare | p50 ms | p99 ms | CPU µs/req | +CPU µs | idle CPU ms/s "
+    "| RSS MB | OTLP spans/req | Sentry spans/req | tx/req | events/req | errors |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -337,7 +342,7 @@ def markdown_tables(rows: Sequence[Row]) -> str:
                 parts.append(
                     f"| {r.config} | {r.rps:.0f} | {_fmt(r.ratio_to_bare, 3)} "
                     f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_us:.0f} "
-                    f"| {_fmt(r.cpu_added_us, 0)} | {r.rss_mb:.0f} "
+                    f"| {_fmt(r.cpu_added_us, 0)} | {r.idle_cpu_ms_per_s:.0f} | {r.rss_mb:.0f} "
                     f"| {r.otlp_spans:.2f} | {r.sentry_spans:.2f} | {r.transactions:.2f} "
                     f"| {r.events:.2f} | {r.errors} |"
                 )
@@ -367,7 +372,7 @@ def markdown_report(
     ]
     head += [f"Note: {n}" for n in notes]
     return "\n\n".join(
-        ["\n".join(head), markdown_tables(rows), "### Targets\n\n" + markdown_targets(targets)]
+        ["\n\n".join(head), markdown_tables(rows), "### Targets\n\n" + markdown_targets(targets)]
     )
 
 

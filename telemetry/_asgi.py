@@ -32,13 +32,15 @@ def fork_request_scope(span: Any, scope: Scope) -> None:
     """Give this request fresh Sentry scopes (OTel server request hook).
 
     Each ASGI request runs in its own asyncio task with its own copy of the context, so
-    setting the scope context variables here (what ``sentry_sdk.isolation_scope()`` does on
+    setting the scope context variable here (what ``sentry_sdk.isolation_scope()`` does on
     entry) cannot leak into another request, and needs no reset.
     """
     isolation = sentry_sdk.get_isolation_scope().fork()
     isolation.add_event_processor(_request_processor(scope))
+    # Only the isolation scope: user, tags and context land there. The current scope is
+    # left shared (forking it too doubled this hook's cost), as the facade's one-event
+    # context uses a scope of its own.
     sentry_scope_module._isolation_scope.set(isolation)
-    sentry_scope_module._current_scope.set(sentry_sdk.get_current_scope().fork())
 
 
 class RequestContextMiddleware:

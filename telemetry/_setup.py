@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry import api
 from telemetry._asgi import RequestContextMiddleware, fork_request_scope
+from telemetry._fanout import FanOutExporter, OTLPHttpTarget
 from telemetry._sentry_events import build_before_send, counting_transport
 from telemetry.instrumentation import Instrumented, instrument_fastapi, instrument_libraries
 from telemetry.logs import install_logging, log_lifecycle
@@ -36,7 +37,12 @@ from telemetry.metrics import TelemetryMetrics
 from telemetry.propagation import DynamicSamplingContext, TelemetryPropagator
 from telemetry.sampling import RouteAwareSampler, RoutePatterns
 from telemetry.scrubbing import ScrubbingPolicy, ScrubbingSpanExporter
-from telemetry.sentry import SentrySpanProcessor, init_sentry, profiler_span_attributes
+from telemetry.sentry import (
+    SentrySpanProcessor,
+    init_sentry,
+    profiler_span_attributes,
+    sentry_otlp_target,
+)
 from telemetry.settings import (
     Profile,
     SentryTracesMode,
@@ -203,21 +209,45 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
     if profile.sentry_enabled and profile.profiles_sample_rate > 0:
         processors.append(SpanAttributeSetter(profiler_span_attributes))
     collector = settings.export_mode == "collector"
-    exporter = jaeger_exporter(settings)
-    if exporter is not None:
-        sink = "collector" if collector else "jaeger"
-        processors.append(sink_processor(sink, exporter, settings, counters, scrubbed)[0])
+    if collector:
+        # The Collector fans spans out to Jaeger and Sentry; errors still go straight to
+        # Sentry as events.
+        sentry_mode = SentryTracesMode.OFF
+    jaeger_sink = "collector" if collector else "jaeger"
+    http_targets: list[OTLPHttpTarget] = []
+    endpoint = settings.jaeger_traces_endpoint
+    if endpoint is not None and settings.otlp_protocol == "http/protobuf":
+        http_targets.append(OTLPHttpTarget(jaeger_sink, endpoint, settings.otlp_header_map))
+    elif endpoint is not None:
+        grpc = jaeger_exporter(settings)
+        assert grpc is not None
+        processors.append(sink_processor(jaeger_sink, grpc, settings, counters, scrubbed)[0])
+    if sentry_mode is SentryTracesMode.OTLP and settings.sentry_dsn is not None:
+        http_targets.append(sentry_otlp_target(settings))
+    if http_targets:
+        fanout = FanOutExporter(
+            http_targets,
+            counters,
+            scrub=policy.scrub_span,
+            max_queued_spans=settings.span_queue_size,
+            timeout_s=settings.export_timeout_seconds,
+        )
+        processors.append(
+            BoundedBatchSpanProcessor(
+                fanout.sinks,
+                fanout,
+                counters,
+                max_queue_size=settings.span_queue_size,
+                export_timeout_millis=settings.export_timeout_seconds * 1000,
+            )
+        )
     if settings.file_sink_dir is not None:
         from telemetry.file_sinks import OTLPJsonFileSpanExporter
 
         file_exporter = OTLPJsonFileSpanExporter(settings.file_sink_dir / "spans.otlp.jsonl")
         processors.append(sink_processor("file", file_exporter, settings, counters, scrubbed)[0])
-    if collector:
-        # The Collector fans spans out to Jaeger and Sentry; errors still go straight to
-        # Sentry as events.
-        sentry_mode = SentryTracesMode.OFF
-    if sentry_mode is not SentryTracesMode.OFF and settings.sentry_dsn is not None:
-        processors.append(SentrySpanProcessor(sentry_mode, settings, counters, scrubbed))
+    if sentry_mode is SentryTracesMode.ENVELOPE and settings.sentry_dsn is not None:
+        processors.append(SentrySpanProcessor())
 
     _declare_pipeline_series(counters, processors, profile.sentry_enabled)
     sampler = RouteAwareSampler(
@@ -356,11 +386,8 @@ def _declare_pipeline_series(
 ) -> None:
     """Create every pipeline series at zero: a counter born at its first failure has no
     rate() for that failure, so the alert on it would miss the first one."""
-    sinks = [p.sink for p in processors if isinstance(p, BoundedBatchSpanProcessor)]
-    sinks += [
-        "sentry"
-        for p in processors
-        if isinstance(p, SentrySpanProcessor) and p.exporter is not None
+    sinks = [
+        sink for p in processors if isinstance(p, BoundedBatchSpanProcessor) for sink in p.sinks
     ]
     for sink in sinks:
         counters.spans_exported(sink, 0)

@@ -2,10 +2,10 @@
 
 sentry-sdk is initialised for errors only: OpenTelemetry owns tracing, so sentry-sdk's own
 web, database and HTTP-client integrations stay off (no second instrumentation on the
-request path). Spans reach Sentry through :class:`SentrySpanProcessor`, in one of two modes:
+request path). Spans reach Sentry in one of two modes:
 
-* ``otlp``: OTLP/HTTP export to the project's OTLP endpoint derived from the DSN, behind the
-  same scrubbing and bounded queue as Jaeger's arm;
+* ``otlp``: OTLP/HTTP export to the project's OTLP endpoint derived from the DSN, one target
+  of the same fan-out as Jaeger's (each batch scrubbed and encoded once for both);
 * ``envelope``: sentry-sdk's envelope span processor, for Sentry-compatible servers without
   OTLP ingestion, with Sentry's own rate held at 1.0 so OTel's decision stands.
 """
@@ -23,6 +23,7 @@ from sentry_sdk.consts import VERSION as SENTRY_SDK_VERSION
 from sentry_sdk.integrations import Integration
 from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
 
+from telemetry._fanout import OTLPHttpTarget
 from telemetry._sentry_events import (
     IGNORED_EXCEPTIONS,
     EventHook,
@@ -35,14 +36,13 @@ from telemetry.settings import (
     TelemetrySettings,
     parse_dsn,
 )
-from telemetry.tracing import (
-    ExporterWrapper,
-    MonitoredSpanExporter,
-    PipelineCounters,
-    sink_processor,
-)
 
-__all__ = ["SentrySpanProcessor", "init_sentry", "profiler_span_attributes"]
+__all__ = [
+    "SentrySpanProcessor",
+    "init_sentry",
+    "profiler_span_attributes",
+    "sentry_otlp_target",
+]
 
 logger = logging.getLogger("telemetry.sentry")
 
@@ -58,26 +58,12 @@ TRANSACTION_ATTRIBUTE = "telemetry.transaction"
 
 
 class SentrySpanProcessor(SpanProcessor):
-    """The Sentry arm of the fan-out: one processor, two transports (see module doc)."""
+    """The Sentry arm of the fan-out in ``envelope`` mode: sentry-sdk's envelope processor,
+    limited to what is a transaction for a user. (In ``otlp`` mode the arm is
+    :func:`sentry_otlp_target`, one target of the shared OTLP fan-out.)"""
 
-    def __init__(
-        self,
-        mode: SentryTracesMode,
-        settings: TelemetrySettings,
-        counters: PipelineCounters,
-        wrap_exporter: ExporterWrapper | None = None,
-    ) -> None:
-        if mode is SentryTracesMode.OFF:
-            raise ValueError("SentrySpanProcessor needs mode otlp or envelope")
-        self.mode = mode
-        self.exporter: MonitoredSpanExporter | None = None
-        self._delegate: SpanProcessor
-        if mode is SentryTracesMode.OTLP:
-            self._delegate, self.exporter = sink_processor(
-                "sentry", _sentry_otlp_exporter(settings, self), settings, counters, wrap_exporter
-            )
-        else:
-            self._delegate = _EnvelopeSpanProcessor()
+    def __init__(self) -> None:
+        self._delegate = _EnvelopeSpanProcessor()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self._delegate.on_start(span, parent_context)
@@ -89,42 +75,28 @@ class SentrySpanProcessor(SpanProcessor):
         self._delegate.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        if self.mode is SentryTracesMode.ENVELOPE:
-            client = sentry_sdk.get_client()
-            client.flush(timeout=timeout_millis / 1000)
-            return True
-        return self._delegate.force_flush(timeout_millis)
-
-    def server_refused_otlp(self, status: int) -> None:
-        if self.exporter is not None:
-            self.exporter.disable(
-                f"the Sentry server answered HTTP {status} on its OTLP endpoint (no OTLP "
-                "ingestion); set TELEMETRY_SENTRY_TRACES=envelope for this server, or off"
-            )
+        sentry_sdk.get_client().flush(timeout=timeout_millis / 1000)
+        return True
 
 
-def _sentry_otlp_exporter(settings: TelemetrySettings, arm: SentrySpanProcessor) -> Any:
-    import requests
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
+def sentry_otlp_target(settings: TelemetrySettings) -> OTLPHttpTarget:
+    """The Sentry arm in ``otlp`` mode: the project's OTLP endpoint derived from the DSN,
+    with its auth header. A server without OTLP ingestion switches the arm off, once."""
     assert settings.sentry_dsn is not None
     dsn = parse_dsn(settings.sentry_dsn.get_secret_value())
     auth = (
         f"Sentry sentry_key={dsn.public_key}, sentry_version=7, "
         f"sentry_client=telemetry/sentry.python/{SENTRY_SDK_VERSION}"
     )
-    session = requests.Session()
-
-    def on_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        if response.status_code in (404, 405, 501):
-            arm.server_refused_otlp(response.status_code)
-
-    session.hooks["response"].append(on_response)
-    return OTLPSpanExporter(
+    return OTLPHttpTarget(
+        sink="sentry",
         endpoint=dsn.otlp_traces_url,
         headers={"X-Sentry-Auth": auth},
-        timeout=settings.export_timeout_seconds,
-        session=session,
+        no_ingestion_statuses=frozenset({404, 405, 501}),
+        no_ingestion_message=(
+            "the Sentry server has no OTLP ingestion (it answers 404 on its OTLP endpoint); "
+            "set TELEMETRY_SENTRY_TRACES=envelope for this server, or off"
+        ),
     )
 
 
@@ -200,7 +172,8 @@ def init_sentry(
     mode = settings.sentry_traces
     integrations: list[Integration] = [
         LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
-        AsyncioIntegration(),
+        # Task errors only: Sentry does no tracing here, so no Sentry span per task.
+        AsyncioIntegration(task_spans=False),
     ]
     disabled: list[type[Integration]] = [StdlibIntegration]
     if mode is not SentryTracesMode.ENVELOPE:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -100,6 +100,12 @@ class TelemetrySettings(BaseSettings):
     otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
         "http/protobuf",
         validation_alias=_env("OTEL_EXPORTER_OTLP_PROTOCOL", "otlp_protocol"),
+    )
+    otlp_headers: SecretStr | None = Field(
+        None,
+        validation_alias=_env(
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS", "otlp_headers"
+        ),
     )
     export_mode: Literal["direct", "collector"] = Field(
         "direct", validation_alias=_env("TELEMETRY_EXPORT", "export_mode")
@@ -256,6 +262,18 @@ class TelemetrySettings(BaseSettings):
         if self.otlp_protocol == "grpc":
             return self.otlp_endpoint
         return self.otlp_endpoint.rstrip("/") + "/v1/traces"
+
+    @property
+    def otlp_header_map(self) -> dict[str, str]:
+        """``OTEL_EXPORTER_OTLP_HEADERS`` (``key=value,key2=value2``, values URL-encoded)."""
+        if self.otlp_headers is None:
+            return {}
+        headers: dict[str, str] = {}
+        for pair in self.otlp_headers.get_secret_value().split(","):
+            key, sep, value = pair.partition("=")
+            if sep and key.strip():
+                headers[unquote(key.strip())] = unquote(value.strip())
+        return headers
 
     @property
     def profile(self) -> Profile:

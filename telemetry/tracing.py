@@ -76,13 +76,12 @@ def build_resource(settings: TelemetrySettings) -> Resource:
     )
 
 
-class MonitoredSpanExporter(SpanExporter):
-    """Counts what a sink accepted or refused, and says once when it starts failing and
-    once when it recovers, instead of one log line per batch."""
+class SinkHealth:
+    """What one sink accepted, refused or never got, in ``/metrics``; and one log line when
+    it starts failing and one when it recovers, instead of one per batch."""
 
-    def __init__(self, sink: str, wrapped: SpanExporter, counters: PipelineCounters) -> None:
+    def __init__(self, sink: str, counters: PipelineCounters) -> None:
         self.sink = sink
-        self.wrapped = wrapped
         self.counters = counters
         self.failing = False
         self.reported_failing = False
@@ -90,9 +89,51 @@ class MonitoredSpanExporter(SpanExporter):
         self.quiet_period_s = 60.0
         self.disabled_reason: str | None = None
 
+    def succeeded(self, count: int) -> None:
+        self.counters.spans_exported(self.sink, count)
+        if self.failing:
+            self.failing = False
+            if self.reported_failing:
+                self.reported_failing = False
+                logger.warning("telemetry_sink_recovered sink=%s", self.sink)
+
+    def failed(self, count: int) -> None:
+        self.counters.spans_failed(self.sink, count)
+        if self.failing or self.disabled_reason is not None:
+            return
+        self.failing = True
+        # A flapping sink is reported once per quiet period, not at every flip.
+        now = time.monotonic()
+        if not self.reported_failing and now - self.last_report >= self.quiet_period_s:
+            self.reported_failing = True
+            self.last_report = now
+            logger.warning(
+                "telemetry_sink_failing sink=%s: spans are counted in "
+                "telemetry_spans_failed_total until it recovers",
+                self.sink,
+            )
+
+    def dropped(self, count: int) -> None:
+        self.counters.spans_dropped(self.sink, count)
+
+    def disable(self, reason: str) -> None:
+        """Stop sending to this sink for good (e.g. the server has no OTLP ingestion)."""
+        if self.disabled_reason is None:
+            self.disabled_reason = reason
+            logger.warning("telemetry_sink_disabled sink=%s reason=%s", self.sink, reason)
+
+
+class MonitoredSpanExporter(SpanExporter):
+    """A sink's exporter, with its health counted and logged (see ``SinkHealth``)."""
+
+    def __init__(self, sink: str, wrapped: SpanExporter, counters: PipelineCounters) -> None:
+        self.sink = sink
+        self.wrapped = wrapped
+        self.health = SinkHealth(sink, counters)
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self.disabled_reason is not None:
-            self.counters.spans_dropped(self.sink, len(spans))
+        if self.health.disabled_reason is not None:
+            self.health.dropped(len(spans))
             return SpanExportResult.FAILURE
         try:
             result = self.wrapped.export(spans)
@@ -100,33 +141,10 @@ class MonitoredSpanExporter(SpanExporter):
             logger.debug("exporter for sink %s raised", self.sink, exc_info=exc)
             result = SpanExportResult.FAILURE
         if result is SpanExportResult.SUCCESS:
-            self.counters.spans_exported(self.sink, len(spans))
-            if self.failing:
-                self.failing = False
-                if self.reported_failing:
-                    self.reported_failing = False
-                    logger.warning("telemetry_sink_recovered sink=%s", self.sink)
+            self.health.succeeded(len(spans))
         else:
-            self.counters.spans_failed(self.sink, len(spans))
-            if not self.failing and self.disabled_reason is None:
-                self.failing = True
-                # A flapping sink is reported once per quiet period, not at every flip.
-                now = time.monotonic()
-                if not self.reported_failing and now - self.last_report >= self.quiet_period_s:
-                    self.reported_failing = True
-                    self.last_report = now
-                    logger.warning(
-                        "telemetry_sink_failing sink=%s: spans are counted in "
-                        "telemetry_spans_failed_total until it recovers",
-                        self.sink,
-                    )
+            self.health.failed(len(spans))
         return result
-
-    def disable(self, reason: str) -> None:
-        """Stop sending to this sink for good (e.g. the server has no OTLP ingestion)."""
-        if self.disabled_reason is None:
-            self.disabled_reason = reason
-            logger.warning("telemetry_sink_disabled sink=%s reason=%s", self.sink, reason)
 
     def shutdown(self) -> None:
         self.wrapped.shutdown()
@@ -141,7 +159,7 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
 
     def __init__(
         self,
-        sink: str,
+        sinks: Sequence[str],
         exporter: SpanExporter,
         counters: PipelineCounters,
         *,
@@ -155,7 +173,8 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
             export_timeout_millis=export_timeout_millis,
             schedule_delay_millis=1000,
         )
-        self.sink = sink
+        self.sinks = tuple(sinks)
+        self.exporter = exporter
         self.counters = counters
         self.max_queue_size = max_queue_size
 
@@ -163,8 +182,17 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
         if not span.context.trace_flags.sampled:
             return
         if len(self._batch_processor._queue) >= self.max_queue_size:
-            self.counters.spans_dropped(self.sink, 1)
+            # Every sink fed from this queue loses the span.
+            for sink in self.sinks:
+                self.counters.spans_dropped(sink, 1)
         super().on_end(span)
+
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        timeout_millis = 30000 if timeout_millis is None else timeout_millis
+        # The batch processor hands its queue to the exporter but does not wait for an
+        # exporter that sends on threads of its own (the OTLP fan-out): ask it too.
+        exported = super().force_flush(timeout_millis)
+        return self.exporter.force_flush(timeout_millis) and exported
 
 
 def jaeger_exporter(settings: TelemetrySettings) -> SpanExporter | None:
@@ -197,7 +225,7 @@ def sink_processor(
 ) -> tuple[BoundedBatchSpanProcessor, MonitoredSpanExporter]:
     monitored = MonitoredSpanExporter(sink, wrap(exporter) if wrap else exporter, counters)
     processor = BoundedBatchSpanProcessor(
-        sink,
+        [sink],
         monitored,
         counters,
         max_queue_size=settings.span_queue_size,
