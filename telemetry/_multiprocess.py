@@ -6,7 +6,7 @@ Each worker is its own process with its own counters, and a scrape of ``/metrics
 one worker picked by the kernel. prometheus-client's multiprocess mode
 (``PROMETHEUS_MULTIPROC_DIR``) fixes the totals: every worker writes its values to mmap files
 in that directory and the answering worker sums all of them (``MultiProcessCollector``). But
-that mode drops exemplars: its value class ignores ``set_exemplar`` (upstream TODO).
+that mode drops exemplars: its value class ignores ``set_exemplar`` (an upstream limitation).
 
 The alternatives each give something up:
 

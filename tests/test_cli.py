@@ -19,30 +19,6 @@ from tests.support.failing_sockets import refused_port
 from tests.support.otlp_receiver import OTLPReceiver
 
 REAL_KEY = "3f9a1c0b7e2d4a6f8b1c2d3e4f5a6b7c"
-SETTINGS_VARIABLES = (
-    "ENVIRONMENT",
-    "SENTRY_DSN",
-    "OTEL_SERVICE_NAME",
-    "SERVICE_VERSION",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-    "TELEMETRY_SENTRY_TRACES",
-    "TELEMETRY_TRACES_SAMPLE_RATE",
-    "TELEMETRY_PROFILES_SAMPLE_RATE",
-    "TELEMETRY_FILE_SINK_DIR",
-)
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No telemetry variables and no ``.env`` in the working directory."""
-    for name in SETTINGS_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
-    return workdir
 
 
 def git_repo(

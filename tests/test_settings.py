@@ -16,22 +16,8 @@ DSN = "https://publickey123@o1.ingest.example.io/42"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in (
-        "ENVIRONMENT",
-        "SENTRY_DSN",
-        "OTEL_SERVICE_NAME",
-        "SERVICE_VERSION",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-        "TELEMETRY_SENTRY_TRACES",
-        "TELEMETRY_TRACES_SAMPLE_RATE",
-        "TELEMETRY_PROFILES_SAMPLE_RATE",
-        "TELEMETRY_FILE_SINK_DIR",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)  # no stray .env
+def _clean(clean_env: Path) -> None:
+    """Every test here starts from no telemetry variable and no .env."""
 
 
 def test_defaults_are_the_contract() -> None:
@@ -94,8 +80,8 @@ def test_traces_endpoint_is_used_as_given(monkeypatch: pytest.MonkeyPatch) -> No
     assert load_settings().jaeger_traces_endpoint == "http://b:4318/custom"
 
 
-def test_code_and_dotenv(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("ENVIRONMENT=staging\nOTEL_SERVICE_NAME=from-dotenv\n")
+def test_code_and_dotenv(clean_env: Path) -> None:
+    (clean_env / ".env").write_text("ENVIRONMENT=staging\nOTEL_SERVICE_NAME=from-dotenv\n")
     settings = load_settings()
     assert settings.environment is Environment.STAGING
     assert settings.service_name == "from-dotenv"

@@ -7,15 +7,14 @@ gossip on 0.0.0.0:9094 nor wait for peers before it is ready.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.support.net import LOOPBACK, free_port, get_json, http_ok, poll_until
-from tests.support.processes import ManagedProcess, require_binary
+from tests.support.local_server import LocalServer
+from tests.support.net import LOOPBACK, get_json, poll_until
+from tests.support.processes import require_binary
 
 ALERTMANAGER_BINARY = "prometheus-alertmanager"
 ALERTMANAGER_APT_PACKAGE = "prometheus-alertmanager"
@@ -32,7 +31,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
-class Alertmanager:
+class Alertmanager(LocalServer):
+    name = "Alertmanager"
+
     """``with Alertmanager(config) as am: prometheus_alertmanager_url = am.url``.
 
     ``config`` is a mapping (written out as YAML-compatible JSON), a YAML string, or a path
@@ -46,18 +47,7 @@ class Alertmanager:
     ) -> None:
         self.binary = require_binary(ALERTMANAGER_BINARY, ALERTMANAGER_APT_PACKAGE)
         self.config = DEFAULT_CONFIG if config is None else config
-        self.startup_timeout = startup_timeout
-        self.port = 0
-        self.work_dir: Path | None = None
-        self._process: ManagedProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
+        super().__init__(startup_timeout)
 
     def _config_text(self) -> str:
         if isinstance(self.config, Path):
@@ -67,47 +57,19 @@ class Alertmanager:
         return json.dumps(dict(self.config), indent=2)
 
     def start(self) -> None:
-        self.work_dir = Path(tempfile.mkdtemp(prefix="alertmanager-"))
-        self.port = free_port()
-        config_path = self.work_dir / "alertmanager.yml"
+        work_dir = self._prepare()
+        config_path = work_dir / "alertmanager.yml"
         config_path.write_text(self._config_text())
-        self._process = ManagedProcess(
+        self._launch(
             [
                 self.binary,
                 f"--config.file={config_path}",
-                f"--storage.path={self.work_dir / 'data'}",
+                f"--storage.path={work_dir / 'data'}",
                 f"--web.listen-address={LOOPBACK}:{self.port}",
                 "--cluster.listen-address=",
                 "--log.level=warn",
-            ],
-            log_path=self.work_dir / "alertmanager.log",
-            cwd=self.work_dir,
+            ]
         )
-        try:
-            self._process.wait_until_ready(
-                lambda: http_ok(f"{self.url}/-/ready"), self.startup_timeout, "Alertmanager"
-            )
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        if self.work_dir is not None:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-            self.work_dir = None
-
-    def __enter__(self) -> Alertmanager:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def log_tail(self) -> str:
-        return "" if self._process is None else self._process.log_tail()
 
     def status(self) -> dict[str, Any]:
         """``/api/v2/status``: the loaded config (``config.original``), cluster and version."""

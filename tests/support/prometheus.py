@@ -12,17 +12,16 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support.net import LOOPBACK, free_port, get_json, http_ok, poll_until
-from tests.support.processes import ManagedProcess, require_binary
+from tests.support.local_server import LocalServer
+from tests.support.net import LOOPBACK, get_json, poll_until
+from tests.support.processes import require_binary
 
 PROMETHEUS_BINARY = "prometheus"
 PROMETHEUS_APT_PACKAGE = "prometheus"
@@ -85,7 +84,9 @@ def build_config(
     return config
 
 
-class Prometheus:
+class Prometheus(LocalServer):
+    name = "Prometheus"
+
     """``with Prometheus(["127.0.0.1:8000"]) as prom: prom.wait_for_query("up", bool)``."""
 
     def __init__(
@@ -109,18 +110,7 @@ class Prometheus:
         self.rule_files = [Path(path).resolve() for path in rule_files]
         self.alertmanager_url = alertmanager_url
         self.alert_resend_delay = alert_resend_delay
-        self.startup_timeout = startup_timeout
-        self.port = 0
-        self.work_dir: Path | None = None
-        self._process: ManagedProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
+        super().__init__(startup_timeout)
 
     @property
     def config_path(self) -> Path:
@@ -129,8 +119,7 @@ class Prometheus:
         return self.work_dir / "prometheus.yml"
 
     def start(self) -> None:
-        self.work_dir = Path(tempfile.mkdtemp(prefix="prometheus-"))
-        self.port = free_port()
+        work_dir = self._prepare()
         config = build_config(
             self.scrape_targets,
             self.scrape_interval,
@@ -142,46 +131,19 @@ class Prometheus:
             supports_scrape_protocols=prometheus_version(self.binary) >= (2, 49, 0),
         )
         self.config_path.write_text(json.dumps(config, indent=2))
-        self._process = ManagedProcess(
+        self._launch(
             [
                 self.binary,
                 f"--config.file={self.config_path}",
-                f"--storage.tsdb.path={self.work_dir / 'data'}",
+                f"--storage.tsdb.path={work_dir / 'data'}",
                 f"--web.listen-address={LOOPBACK}:{self.port}",
                 "--enable-feature=exemplar-storage",
                 # Alerts that fire before Alertmanager discovery settles (it batches updates
                 # every 5 s) are dropped; the default 1 m resend delay would stall the test.
                 f"--rules.alert.resend-delay={self.alert_resend_delay}",
                 "--log.level=warn",
-            ],
-            log_path=self.work_dir / "prometheus.log",
-            cwd=self.work_dir,
+            ]
         )
-        try:
-            self._process.wait_until_ready(
-                lambda: http_ok(f"{self.url}/-/ready"), self.startup_timeout, "Prometheus"
-            )
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        if self.work_dir is not None:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-            self.work_dir = None
-
-    def __enter__(self) -> Prometheus:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def log_tail(self) -> str:
-        return "" if self._process is None else self._process.log_tail()
 
     def _api(self, endpoint: str, params: dict[str, str | float] | None = None) -> Any:
         answer = get_json(f"{self.url}/api/v1/{endpoint}", params)
