@@ -157,3 +157,29 @@ def test_export_resumes_when_the_sink_comes_back(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("telemetry_sink_failing sink=jaeger" in m for m in messages) == 1
     assert sum("telemetry_sink_recovered sink=jaeger" in m for m in messages) == 1
+
+
+def test_one_sink_black_holed_does_not_hold_back_the_other(
+    otlp_receiver: OTLPReceiver, postgres_url: str, redis_url: str
+) -> None:
+    with blackhole_listener() as hole:
+        settings = failing_settings(hole, otlp_endpoint=otlp_receiver.url)  # Sentry black-holed
+        with running_service(settings, postgres_url, redis_url) as (url, handle, _):
+            for i in range(5):
+                call("GET", f"{url}/api/v1/items/{i}")
+                started = time.monotonic()
+                # Jaeger gets each batch while Sentry's sender waits on the black hole.
+                handle.tracer_provider.force_flush(1000)
+                otlp_receiver.wait_for_spans(
+                    lambda s, i=i: (
+                        s.name.startswith("GET /api/v1/items")
+                        and s.attributes.get(
+                            "http.target", s.attributes.get("url.path", "")
+                        ).endswith(f"/{i}")
+                    ),
+                    timeout=3,
+                )
+                assert time.monotonic() - started < 3
+            time.sleep(settings.export_timeout_seconds + 1)
+            assert metric_value(url, "telemetry_spans_failed_total", sink="sentry") > 0
+            assert metric_value(url, "telemetry_spans_exported_total", sink="jaeger") >= 5
