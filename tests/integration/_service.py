@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Iterator
@@ -185,10 +184,6 @@ def running_service(
         handle.shutdown()
         root.removeHandler(records)
         engine.dispose()
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 def call(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
