@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from tests.support.alertmanager import Alertmanager
 from tests.support.bugsink import Bugsink, BugsinkProject
+from tests.support.local_server import LocalServer
 from tests.support.otlp_receiver import OTLPReceiver
 from tests.support.processes import MissingBinaryError, ServerStartError
 from tests.support.prometheus import Prometheus
@@ -67,43 +68,38 @@ def _start_or_fail(start: Callable[[], None], what: str) -> None:
         pytest.fail(f"{what}: {error}", pytrace=False)
 
 
-@pytest.fixture
-def prometheus_factory() -> Iterator[Callable[..., Prometheus]]:
-    """``prometheus_factory(targets=["127.0.0.1:8000"], rule_files=[...], alertmanager_url=...)``
-    starts a Prometheus (keyword arguments of ``Prometheus``); all are stopped after the test."""
-    started: list[Prometheus] = []
+ServerT = TypeVar("ServerT", bound=LocalServer)
 
-    def start_prometheus(*args: Any, **kwargs: Any) -> Prometheus:
+
+def _local_servers(kind: type[ServerT]) -> Iterator[Callable[..., ServerT]]:
+    """A factory of started servers of ``kind``; all are stopped after the test."""
+    started: list[ServerT] = []
+
+    def start(*args: Any, **kwargs: Any) -> ServerT:
         try:
-            server = Prometheus(*args, **kwargs)
+            server = kind(*args, **kwargs)
         except MissingBinaryError as error:
             pytest.fail(str(error), pytrace=False)
         started.append(server)
-        _start_or_fail(server.start, "Prometheus did not start")
+        _start_or_fail(server.start, f"{kind.name} did not start")
         return server
 
-    yield start_prometheus
+    yield start
     for server in reversed(started):
         server.stop()
+
+
+@pytest.fixture
+def prometheus_factory() -> Iterator[Callable[..., Prometheus]]:
+    """``prometheus_factory(targets=["127.0.0.1:8000"], rule_files=[...], alertmanager_url=...)``
+    starts a Prometheus (keyword arguments of ``Prometheus``)."""
+    yield from _local_servers(Prometheus)
 
 
 @pytest.fixture
 def alertmanager_factory() -> Iterator[Callable[..., Alertmanager]]:
-    """``alertmanager_factory(config)`` starts an Alertmanager; all are stopped after the test."""
-    started: list[Alertmanager] = []
-
-    def start_alertmanager(*args: Any, **kwargs: Any) -> Alertmanager:
-        try:
-            server = Alertmanager(*args, **kwargs)
-        except MissingBinaryError as error:
-            pytest.fail(str(error), pytrace=False)
-        started.append(server)
-        _start_or_fail(server.start, "Alertmanager did not start")
-        return server
-
-    yield start_alertmanager
-    for server in reversed(started):
-        server.stop()
+    """``alertmanager_factory(config)`` starts an Alertmanager."""
+    yield from _local_servers(Alertmanager)
 
 
 def _tcp_reachable(host: str, port: int) -> bool:
