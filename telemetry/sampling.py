@@ -14,13 +14,14 @@ are identical and no sink resamples. Decisions, in order:
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.context import Context, get_value
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, get_current_span
+from opentelemetry.trace import Link, SpanContext, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
@@ -30,11 +31,15 @@ from telemetry.settings import TracesSampler
 __all__ = ["RouteAwareSampler", "RoutePatterns"]
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
-_SAMPLED = SamplingResult(Decision.RECORD_AND_SAMPLE)
-_DROPPED = SamplingResult(Decision.DROP)
 #: Marks a trace a downstream tail sampler must keep (collector mode).
 KEEP_ATTRIBUTE = "telemetry.keep"
-_SAMPLED_AND_KEPT = SamplingResult(Decision.RECORD_AND_SAMPLE, {KEEP_ATTRIBUTE: True})
+
+
+class _Verdict(enum.Enum):
+    DROP = "drop"
+    SAMPLE = "sample"
+    #: sampled, and marked for a downstream tail sampler to keep (collector mode)
+    KEEP = "keep"
 
 
 class RoutePatterns:
@@ -100,7 +105,7 @@ class RouteAwareSampler(Sampler):
         self.critical = RoutePatterns(critical_routes)
         self.excluded = RoutePatterns(excluded_routes)
         self.traces_sampler = traces_sampler
-        self._critical_result = _SAMPLED_AND_KEPT if mark_critical else _SAMPLED
+        self.mark_critical = mark_critical
 
     def should_sample(
         self,
@@ -113,16 +118,34 @@ class RouteAwareSampler(Sampler):
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
         parent = get_current_span(parent_context).get_span_context()
+        decision = self._decide(parent_context, parent, trace_id, name, kind, attributes)
+        # The SDK builds the span from the result alone: the start attributes and the
+        # parent's trace state must be handed back, or every span loses them.
+        if decision is _Verdict.DROP:
+            return SamplingResult(Decision.DROP, None, parent.trace_state)
+        if decision is _Verdict.KEEP:
+            attributes = {**(attributes or {}), KEEP_ATTRIBUTE: True}
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent.trace_state)
+
+    def _decide(
+        self,
+        parent_context: Context | None,
+        parent: SpanContext,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None,
+        attributes: Attributes,
+    ) -> _Verdict:
         deferred = bool(get_value(DEFERRED_SAMPLING_KEY, parent_context))
         route, path, method = _route_of(name, attributes)
         if kind is SpanKind.SERVER and (
             self.excluded.matches(route) or self.excluded.matches(path)
         ):
-            return _DROPPED
+            return _Verdict.DROP
         if parent.is_valid and not deferred:
-            return _SAMPLED if parent.trace_flags.sampled else _DROPPED
+            return _Verdict.SAMPLE if parent.trace_flags.sampled else _Verdict.DROP
         if self.critical.matches(route) or self.critical.matches(path):
-            return self._critical_result
+            return _Verdict.KEEP if self.mark_critical else _Verdict.SAMPLE
         rate = self.rate
         if self.traces_sampler is not None:
             chosen = self.traces_sampler(
@@ -139,7 +162,7 @@ class RouteAwareSampler(Sampler):
             )
             if chosen is not None:
                 rate = min(1.0, max(0.0, float(chosen)))
-        return _SAMPLED if self._by_trace_id(trace_id, rate) else _DROPPED
+        return _Verdict.SAMPLE if self._by_trace_id(trace_id, rate) else _Verdict.DROP
 
     @staticmethod
     def _by_trace_id(trace_id: int, rate: float) -> bool:

@@ -93,3 +93,54 @@ def test_user_traces_sampler_gets_route_and_method() -> None:
     assert server(sampler, "/api/v1/other") is Decision.DROP
     assert seen[0]["route"] == "/api/v1/reports/{report_id}"
     assert seen[0]["method"] == "GET"
+
+
+def _provider(sampler: RouteAwareSampler) -> tuple[Any, Any]:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def test_start_attributes_survive_the_sampler_through_a_real_provider() -> None:
+    provider, exporter = _provider(RouteAwareSampler(1.0))
+    tracer = provider.get_tracer("t")
+    start = {"http.request.method": "GET", "url.full": "https://api.example/v1", "sentry.op": "x"}
+    with tracer.start_as_current_span("GET", kind=SpanKind.CLIENT, attributes=start):
+        pass
+    (span,) = exporter.get_finished_spans()
+    assert dict(span.attributes or {}) == start
+
+
+def test_critical_route_keeps_start_attributes_and_adds_keep_mark() -> None:
+    sampler = RouteAwareSampler(0.0, critical_routes=CRITICAL, mark_critical=True)
+    provider, exporter = _provider(sampler)
+    start = {"http.route": CRITICAL[0], "http.request.method": "POST"}
+    with provider.get_tracer("t").start_as_current_span(
+        f"POST {CRITICAL[0]}", kind=SpanKind.SERVER, attributes=start
+    ):
+        pass
+    (span,) = exporter.get_finished_spans()
+    assert dict(span.attributes or {}) == {**start, "telemetry.keep": True}
+
+
+def test_parent_trace_state_is_kept_on_children() -> None:
+    from opentelemetry.trace.span import TraceState
+
+    provider, exporter = _provider(RouteAwareSampler(1.0))
+    parent = SpanContext(
+        trace_id=0xABC,
+        span_id=0xDEF,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        trace_state=TraceState([("vendor", "value")]),
+    )
+    context = trace.set_span_in_context(NonRecordingSpan(parent))
+    with provider.get_tracer("t").start_as_current_span("child", context=context):
+        pass
+    (span,) = exporter.get_finished_spans()
+    assert span.context.trace_state.get("vendor") == "value"
