@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from telemetry._cardinality import sql_operation
 
 if TYPE_CHECKING:
+    from telemetry.breadcrumbs import SentryBreadcrumbs
     from telemetry.metrics import TelemetryMetrics
 
 Recorder = Callable[[Any, tuple[Any, ...], Any, "BaseException | None", float], None]
@@ -43,14 +44,34 @@ _START = "_telemetry_metrics_start"
 
 
 class _Active:
-    """The instance dependency calls are recorded into (the most recently instrumented)."""
+    """Where dependency calls are recorded: the metrics (the most recently instrumented
+    instance) and the Sentry breadcrumbs of the current request."""
 
     metrics: TelemetryMetrics | None = None
+    breadcrumbs: SentryBreadcrumbs | None = None
+
+    @classmethod
+    def idle(cls) -> bool:
+        return cls.metrics is None and cls.breadcrumbs is None
 
 
 def instrument(metrics: TelemetryMetrics) -> list[str]:
     """Record dependency calls into ``metrics``; returns the libraries that were found."""
     _Active.metrics = metrics
+    return _install()
+
+
+def record_breadcrumbs(breadcrumbs: SentryBreadcrumbs) -> list[str]:
+    """Leave a Sentry breadcrumb per dependency call; returns the libraries found."""
+    _Active.breadcrumbs = breadcrumbs
+    return _install()
+
+
+def stop_breadcrumbs() -> None:
+    _Active.breadcrumbs = None
+
+
+def _install() -> list[str]:
     done = []
     for name, install in (("httpx", _httpx), ("sqlalchemy", _sqlalchemy), ("redis", _redis)):
         try:
@@ -100,7 +121,7 @@ def _sync_timed(record: Recorder) -> WrapperFactory:
 
     def make(original: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if _Active.metrics is None:
+            if _Active.idle():
                 return original(self, *args, **kwargs)
             start = perf_counter()
             try:
@@ -119,7 +140,7 @@ def _sync_timed(record: Recorder) -> WrapperFactory:
 def _async_timed(record: Recorder) -> WrapperFactory:
     def make(original: Callable[..., Any]) -> Callable[..., Any]:
         async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if _Active.metrics is None:
+            if _Active.idle():
                 return await original(self, *args, **kwargs)
             start = perf_counter()
             try:
@@ -141,13 +162,19 @@ def _async_timed(record: Recorder) -> WrapperFactory:
 def _record_httpx(
     _: Any, args: tuple[Any, ...], response: Any, error: BaseException | None, seconds: float
 ) -> None:
-    metrics = _Active.metrics
-    if metrics is None or not args:
+    if not args:
         return
-    url = args[0].url
-    port = url.port or (443 if url.scheme == "https" else 80)
-    status = str(response.status_code) if error is None else "error"
-    metrics.record_http_client(args[0].method, f"{url.host}:{port}", status, seconds)
+    request = args[0]
+    metrics = _Active.metrics
+    if metrics is not None:
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        status = str(response.status_code) if error is None else "error"
+        metrics.record_http_client(request.method, f"{url.host}:{port}", status, seconds)
+    breadcrumbs = _Active.breadcrumbs
+    if breadcrumbs is not None:
+        code = response.status_code if error is None else None
+        breadcrumbs.http(request.method, str(request.url), code)
 
 
 def _httpx() -> None:
@@ -162,11 +189,15 @@ def _httpx() -> None:
 def _record_redis_command(
     _: Any, args: tuple[Any, ...], __: Any, ___: BaseException | None, seconds: float
 ) -> None:
-    metrics = _Active.metrics
-    if metrics is None or not args:
+    if not args:
         return
-    name = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
-    metrics.record_db("redis", name.split(" ", 1)[0].upper(), seconds)
+    metrics = _Active.metrics
+    if metrics is not None:
+        name = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
+        metrics.record_db("redis", name.split(" ", 1)[0].upper(), seconds)
+    breadcrumbs = _Active.breadcrumbs
+    if breadcrumbs is not None:
+        breadcrumbs.redis(args)
 
 
 def _record_redis_pipeline(
@@ -201,7 +232,7 @@ def _redis() -> None:
 def _before_cursor_execute(
     conn: Any, _cursor: Any, _statement: str, _parameters: Any, _context: Any, _executemany: bool
 ) -> None:
-    if _Active.metrics is not None:
+    if not _Active.idle():
         conn.info[_START] = perf_counter()
 
 
@@ -219,10 +250,14 @@ def _handle_error(exception_context: Any) -> None:
 
 def _finish_statement(conn: Any, statement: str) -> None:
     start = conn.info.pop(_START, None)
-    metrics = _Active.metrics
-    if start is None or metrics is None:
+    if start is None:
         return
-    metrics.record_db(conn.dialect.name, sql_operation(statement), perf_counter() - start)
+    metrics = _Active.metrics
+    if metrics is not None:
+        metrics.record_db(conn.dialect.name, sql_operation(statement), perf_counter() - start)
+    breadcrumbs = _Active.breadcrumbs
+    if breadcrumbs is not None:
+        breadcrumbs.sql(statement, conn.dialect.name)
 
 
 def _sqlalchemy() -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "counting_transport",
     "otel_trace_context",
     "remember_failing_spans",
+    "was_reported",
 ]
 
 IGNORED_EXCEPTIONS: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit)
@@ -54,7 +55,11 @@ def build_before_send(
 
     def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
         exc_info = hint.get("exc_info") if hint else None
-        if exc_info and exc_info[1] is not None and _is_ignored(exc_info[1]):
+        exc = exc_info[1] if exc_info else None
+        if exc is not None and (_is_ignored(exc) or was_reported(exc)):
+            # Reported already: a failed task is captured by the asyncio integration and
+            # then logged by asyncio's "Task exception was never retrieved", in another
+            # context where sentry-sdk's own dedupe does not see the first capture.
             return None
         request = event.get("request") or {}
         url = request.get("url") if isinstance(request, dict) else None
@@ -66,9 +71,17 @@ def build_before_send(
             result = user_hook(event, hint)
             if result is None:
                 return None
+        if exc is not None:
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(exc, _REPORTED_ATTRIBUTE, True)
         return scrub(result, hint) if scrub is not None else result  # type: ignore[arg-type]
 
     return before_send
+
+
+def was_reported(exc: BaseException) -> bool:
+    """Whether an event for this exception has already left the process."""
+    return bool(getattr(exc, _REPORTED_ATTRIBUTE, False))
 
 
 def _path_of(url: str) -> str:
@@ -77,6 +90,8 @@ def _path_of(url: str) -> str:
     return "/" if slash < 0 else without_scheme[slash:].split("?", 1)[0]
 
 
+#: Set on an exception once an event for it has left: later captures of it are duplicates.
+_REPORTED_ATTRIBUTE = "__telemetry_reported__"
 #: Set on an exception by the innermost span it escaped: the span that failed.
 FAILING_SPAN_ATTRIBUTE = "__telemetry_failing_span__"
 

@@ -28,9 +28,15 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry import api
-from telemetry._asgi import RequestContextMiddleware, fork_request_scope
+from telemetry._asgi import (
+    RequestContextMiddleware,
+    RequestScopeMiddleware,
+    enable_task_capture,
+)
+from telemetry._dependency_metrics import record_breadcrumbs, stop_breadcrumbs
 from telemetry._fanout import FanOutExporter, OTLPHttpTarget
 from telemetry._sentry_events import build_before_send, counting_transport
+from telemetry.breadcrumbs import SentryBreadcrumbs
 from telemetry.instrumentation import Instrumented, instrument_fastapi, instrument_libraries
 from telemetry.logs import install_logging, log_lifecycle
 from telemetry.metrics import TelemetryMetrics
@@ -130,14 +136,24 @@ class TelemetryHandle:
         if any(existing is app for existing in self.apps):
             return
         excluded = RoutePatterns(self.settings.excluded_routes)
-        instrument_fastapi(
-            app,
-            self.tracer_provider,
-            excluded_urls=excluded.as_url_regexes(),
-            server_request_hook=fork_request_scope if self.sentry_enabled else None,
-        )
+        instrument_fastapi(app, self.tracer_provider, excluded_urls=excluded.as_url_regexes())
         if self.sentry_enabled:
+            from starlette.middleware import Middleware
+
+            # Innermost, in the route's own task: an error is captured with what the route
+            # set (breadcrumbs, tags), as a task spawned by a middleware (BaseHTTPMiddleware)
+            # works on a fork of the request's scope. Outermost of the app's middleware:
+            # errors raised by a middleware itself. One event either way.
+            app.user_middleware.append(Middleware(RequestContextMiddleware))
             app.add_middleware(RequestContextMiddleware)
+            _wrap_outermost(
+                app,
+                lambda inner: RequestScopeMiddleware(
+                    inner,
+                    is_excluded=excluded.matches,
+                    body_limit=self.settings.max_request_body_bytes,
+                ),
+            )
         if self.metrics is not None:
             self.metrics.install(app)
         _chain_lifespan(app, self)
@@ -170,7 +186,11 @@ def setup_telemetry(
 
 def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHandle:
     profile = settings.profile
-    policy = ScrubbingPolicy.from_settings(settings.scrub_fields, settings.scrub_patterns)
+    policy = ScrubbingPolicy.from_lists(
+        settings.scrub_fields,
+        settings.scrub_patterns,
+        keep_user_email=not settings.scrub_user_email,
+    )
     undo: list[Callable[[], None]] = []
 
     logging_handle = install_logging(
@@ -266,10 +286,14 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
     # Dependency metrics patch the libraries first, so OTel's wrappers sit outside them
     # and both come off cleanly, in reverse order, at shutdown.
     metered = metrics.instrument_dependencies() if metrics is not None else []
+    if profile.sentry_enabled:
+        record_breadcrumbs(SentryBreadcrumbs())
+        undo.append(stop_breadcrumbs)
     instrumented = instrument_libraries(
         provider,
         engines=engines,
         asyncio_coroutines=settings.asyncio_coroutines,
+        cache_prefixes=settings.cache_prefixes,
     )
 
     handle = TelemetryHandle(
@@ -329,6 +353,18 @@ def _global_provider_is_set() -> bool:
     return isinstance(trace.get_tracer_provider(), TracerProvider)
 
 
+def _wrap_outermost(app: Any, wrap: Callable[[Any], Any]) -> None:
+    """Put ``wrap`` around the whole middleware stack Starlette builds, outside OTel's server
+    span and every middleware the app adds before or after this call."""
+    build = app.build_middleware_stack
+
+    def build_middleware_stack() -> Any:
+        return wrap(build())
+
+    app.build_middleware_stack = build_middleware_stack
+    app.middleware_stack = None  # rebuilt on the next request (Starlette builds lazily)
+
+
 def _chain_lifespan(app: Any, handle: TelemetryHandle) -> None:
     """Flush on application shutdown, around the app's own lifespan (kept as it is)."""
     router = getattr(app, "router", None)
@@ -339,10 +375,8 @@ def _chain_lifespan(app: Any, handle: TelemetryHandle) -> None:
     @asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
         if handle.sentry_enabled:
-            from sentry_sdk.integrations.asyncio import enable_asyncio_integration
-
             # Task errors are captured once a loop runs (this is the first moment one does).
-            enable_asyncio_integration()
+            enable_task_capture()
         async with original(app_) as state:
             yield state
         await asyncio.to_thread(handle.shutdown)

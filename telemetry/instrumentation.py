@@ -55,7 +55,6 @@ def instrument_fastapi(
     provider: TracerProvider,
     *,
     excluded_urls: str,
-    server_request_hook: Callable[..., None] | None = None,
 ) -> Callable[[], None]:
     try:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -67,7 +66,6 @@ def instrument_fastapi(
         excluded_urls=excluded_urls,
         # The ASGI receive/send sub-spans double the span count for no insight.
         exclude_spans=["receive", "send"],
-        server_request_hook=server_request_hook,
     )
     return lambda: FastAPIInstrumentor.uninstrument_app(app)
 
@@ -113,8 +111,10 @@ def instrument_libraries(
     *,
     engines: Sequence[Any] = (),
     asyncio_coroutines: Iterable[str] = (),
+    cache_prefixes: Sequence[str] = ("",),
 ) -> Instrumented:
     done = Instrumented()
+    request_hook, response_hook = redis_cache_hooks(cache_prefixes)
     options: dict[str, dict[str, Any]] = {
         # Engines made before setup are only traced when passed in (create_engine is
         # patched for those made after).
@@ -122,6 +122,7 @@ def instrument_libraries(
             "engines": [getattr(e, "sync_engine", e) for e in engines] or None,
             "enable_commenter": False,
         },
+        "redis": {"request_hook": request_hook, "response_hook": response_hook},
     }
     for library, module, class_name, extra, package in _CLIENT_LIBRARIES:
         instrumentation = _library(library, library, module, extra, package)
@@ -148,3 +149,70 @@ def instrument_libraries(
         done.libraries.append("asyncio")
         done.undo.append(asyncio_instrumentor.uninstrument)
     return done
+
+
+#: Redis commands that read or write a cache entry, and their Sentry cache op.
+_CACHE_OPS = {
+    "GET": "cache.get",
+    "MGET": "cache.get",
+    "GETEX": "cache.get",
+    "SET": "cache.put",
+    "SETEX": "cache.put",
+    "PSETEX": "cache.put",
+    "SETNX": "cache.put",
+    "MSET": "cache.put",
+}
+RedisHook = Callable[..., None]
+
+
+def redis_cache_hooks(prefixes: Sequence[str]) -> tuple[RedisHook, RedisHook]:
+    """Hooks that make redis reads and writes of cache keys Sentry cache spans.
+
+    As sentry-sdk's Redis integration does with ``cache_prefixes``: a command on a key
+    with one of the prefixes gets the ``cache.get``/``cache.put`` op, the key, whether it
+    was a hit and the item size, which fill Sentry's Caches view. The database attributes
+    OpenTelemetry sets stay, so Jaeger shows the span as before.
+    """
+    prefix_tuple = tuple(prefixes)
+
+    def request_hook(span: Any, _instance: Any, args: Any, _kwargs: Any) -> None:
+        if not prefix_tuple or not args or len(args) < 2 or not span.is_recording():
+            return
+        command = _text(args[0]).upper()
+        op = _CACHE_OPS.get(command)
+        if op is None:
+            return
+        if command == "MSET":
+            keys = [_text(k) for k in args[1::2]]
+        elif command == "MGET":
+            keys = [_text(k) for k in args[1:]]
+        else:
+            keys = [_text(args[1])]
+        if not all(k.startswith(prefix_tuple) for k in keys):
+            return
+        span.set_attribute("sentry.op", op)
+        span.set_attribute("sentry.description", ", ".join(keys))
+        span.set_attribute("cache.key", keys)
+        if op == "cache.put" and len(args) > 2:
+            span.set_attribute("cache.item_size", _size(args[-1]))
+
+    def response_hook(span: Any, _instance: Any, response: Any) -> None:
+        if not span.is_recording() or span.attributes.get("sentry.op") != "cache.get":
+            return
+        values = response if isinstance(response, list) else [response]
+        hit = any(v is not None for v in values)
+        span.set_attribute("cache.hit", hit)
+        if hit:
+            span.set_attribute("cache.item_size", sum(_size(v) for v in values if v is not None))
+
+    return request_hook, response_hook
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, (bytes, str)):
+        return len(value)
+    return len(str(value))

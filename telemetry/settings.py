@@ -171,6 +171,18 @@ class TelemetrySettings(BaseSettings):
         default_factory=list,
         validation_alias=_env("TELEMETRY_SCRUB_PATTERNS", "scrub_patterns"),
     )
+    scrub_user_email: bool = Field(
+        False, validation_alias=_env("TELEMETRY_SCRUB_USER_EMAIL", "scrub_user_email")
+    )
+    max_request_body_bytes: int = Field(
+        10_000,
+        ge=0,
+        validation_alias=_env("TELEMETRY_MAX_REQUEST_BODY_BYTES", "max_request_body_bytes"),
+    )
+    cache_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [""],
+        validation_alias=_env("TELEMETRY_CACHE_PREFIXES", "cache_prefixes"),
+    )
     file_sink_dir: Path | None = Field(
         None, validation_alias=_env("TELEMETRY_FILE_SINK_DIR", "file_sink_dir")
     )
@@ -197,6 +209,7 @@ class TelemetrySettings(BaseSettings):
         "scrub_fields",
         "scrub_patterns",
         "asyncio_coroutines",
+        "cache_prefixes",
         mode="before",
     )
     @classmethod
