@@ -14,8 +14,8 @@ from typing import Any
 import sentry_sdk
 from opentelemetry import trace
 
-from telemetry.sampling import KEEP_ATTRIBUTE
-from telemetry.sentry import TRANSACTION_ATTRIBUTE
+from telemetry.sentry.client import TRANSACTION_ATTRIBUTE
+from telemetry.tracing.sampling import KEEP_ATTRIBUTE
 
 __all__ = [
     "bind_tracer",

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from telemetry._dsn import ParsedDsn, parse_dsn
+from telemetry.dsn import ParsedDsn, parse_dsn
 
 __all__ = [
     "Environment",

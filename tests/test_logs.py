@@ -20,15 +20,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from uvicorn.config import LOGGING_CONFIG
 
-from telemetry import logs
-from telemetry.logs import (
+from telemetry.logs import install as logs
+from telemetry.logs.install import (
     ConsoleFormatter,
     JsonFormatter,
     TraceContextFilter,
     install_logging,
     log_lifecycle,
 )
-from telemetry.scrubbing import ScrubbingPolicy
+from telemetry.scrubbing.policy import ScrubbingPolicy
 
 TRACER = TracerProvider().get_tracer("test")
 

@@ -20,8 +20,8 @@ from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 from sentry_sdk.utils import AnnotatedValue
 
-from telemetry import scrubbing
-from telemetry.scrubbing import FILTERED, ScrubbingPolicy, ScrubbingSpanExporter
+from telemetry.scrubbing import policy as scrubbing
+from telemetry.scrubbing.policy import FILTERED, ScrubbingPolicy, ScrubbingSpanExporter
 
 POLICY = ScrubbingPolicy.default()
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"

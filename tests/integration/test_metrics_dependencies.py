@@ -19,7 +19,7 @@ from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
-from telemetry.metrics import TelemetryMetrics
+from telemetry.metrics.registry import TelemetryMetrics
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ def test_dependency_wrappers_sit_below_otel_whatever_the_order(deps: TelemetryMe
     import wrapt
     from opentelemetry.instrumentation.utils import unwrap
 
-    from telemetry._dependency_metrics import _patch, _sync_timed
+    from telemetry.metrics.dependencies import _patch, _sync_timed
 
     class Client:
         def call(self, value: int) -> int:

@@ -22,7 +22,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from telemetry.tracing import PipelineCounters, SinkHealth
+from telemetry.tracing.provider import PipelineCounters, SinkHealth
 
 __all__ = ["FanOutExporter", "OTLPHttpTarget"]
 

@@ -12,17 +12,17 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from telemetry._doctor_checks import CheckResult, Status
-from telemetry._doctor_checks import display_url as _display_url
-from telemetry._doctor_prometheus import check_prometheus
-from telemetry._doctor_repo import scan_repo_for_dsns
-from telemetry._doctor_runtime import check_runtime
+from telemetry.doctor.checks import CheckResult, Status
+from telemetry.doctor.checks import display_url as _display_url
+from telemetry.doctor.prometheus import check_prometheus
+from telemetry.doctor.repo import scan_repo_for_dsns
+from telemetry.doctor.runtime import check_runtime
 
 # The test event's message and span's name stay importable from here (``telemetry.doctor``).
-from telemetry._doctor_sinks import TEST_MESSAGE as TEST_MESSAGE
-from telemetry._doctor_sinks import TEST_SPAN_NAME as TEST_SPAN_NAME
-from telemetry._doctor_sinks import otlp_checks, sentry_checks
-from telemetry._doctor_versions import check_versions
+from telemetry.doctor.sinks import TEST_MESSAGE as TEST_MESSAGE
+from telemetry.doctor.sinks import TEST_SPAN_NAME as TEST_SPAN_NAME
+from telemetry.doctor.sinks import otlp_checks, sentry_checks
+from telemetry.doctor.versions import check_versions
 from telemetry.settings import (
     SentryTracesMode,
     TelemetryConfigError,

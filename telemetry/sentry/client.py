@@ -23,8 +23,7 @@ from sentry_sdk.consts import VERSION as SENTRY_SDK_VERSION
 from sentry_sdk.integrations import Integration
 from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
 
-from telemetry._fanout import OTLPHttpTarget
-from telemetry._sentry_events import (
+from telemetry.sentry.events import (
     IGNORED_EXCEPTIONS,
     EventHook,
     otel_trace_context,
@@ -36,6 +35,7 @@ from telemetry.settings import (
     TelemetrySettings,
     parse_dsn,
 )
+from telemetry.tracing.fanout import OTLPHttpTarget
 
 __all__ = [
     "SentrySpanProcessor",

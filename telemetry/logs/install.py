@@ -28,16 +28,16 @@ from typing import IO, Any, Literal
 from sentry_sdk.integrations import logging as sentry_logging
 from sentry_sdk.scope import add_global_event_processor
 
-# Record enrichment lives in _log_records; its public names stay importable from here.
-from telemetry._log_records import (
+# Record enrichment lives in logs.records; its public names stay importable from here.
+from telemetry.logs.records import (
     _OWN_ATTRS,
     _adopt_record_event_id,
     _RecordFactory,
     _sentry_ignored,
 )
-from telemetry._log_records import TraceContextFilter as TraceContextFilter
-from telemetry._log_records import enrich_record as enrich_record
-from telemetry.scrubbing import ScrubbingPolicy
+from telemetry.logs.records import TraceContextFilter as TraceContextFilter
+from telemetry.logs.records import enrich_record as enrich_record
+from telemetry.scrubbing.policy import ScrubbingPolicy
 
 LogFormat = Literal["auto", "json", "console"]
 

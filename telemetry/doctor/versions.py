@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from telemetry._doctor_checks import CheckResult, Status
+from telemetry.doctor.checks import CheckResult, Status
 
 __all__ = ["Distribution", "check_versions", "installed_distributions"]
 

@@ -30,10 +30,10 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from telemetry._cardinality import sql_operation
+from telemetry.metrics.cardinality import sql_operation
 
 if TYPE_CHECKING:
-    from telemetry.metrics import TelemetryMetrics
+    from telemetry.metrics.registry import TelemetryMetrics
 
 Recorder = Callable[[Any, tuple[Any, ...], Any, "BaseException | None", float], None]
 WrapperFactory = Callable[[Callable[..., Any]], Callable[..., Any]]

@@ -8,7 +8,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from telemetry._doctor_checks import CheckResult, Status, http_request
+from telemetry.doctor.checks import CheckResult, Status, http_request
 
 __all__ = ["check_prometheus"]
 

@@ -14,7 +14,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from telemetry._doctor_checks import (
+from telemetry.doctor.checks import (
     CheckResult,
     Status,
     describe_network_error,
@@ -280,8 +280,8 @@ def _send_test_span(settings: TelemetrySettings, timeout: float) -> CheckResult:
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
     from opentelemetry.trace import format_trace_id
 
-    from telemetry.instrumentation import MissingExtraError
-    from telemetry.tracing import build_resource, jaeger_exporter
+    from telemetry.tracing.instrumentation import MissingExtraError
+    from telemetry.tracing.provider import build_resource, jaeger_exporter
 
     name = "otlp.jaeger.test-span"
     bounded = settings.model_copy(update={"export_timeout_seconds": timeout})

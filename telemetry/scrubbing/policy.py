@@ -30,8 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.util.types import AttributeValue
 from sentry_sdk.utils import AnnotatedValue
 
-from telemetry import _event_scrubbing
-from telemetry._scrub_patterns import (
+from telemetry.scrubbing.patterns import (
     _DIGITS,
     _LINE,
     _LINE_VALUED,
@@ -55,6 +54,7 @@ from telemetry._scrub_patterns import (
     _shape_replacement,
     normalise_name,
 )
+from telemetry.sentry import scrubbing as _event_scrubbing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,7 +323,7 @@ class ScrubbingPolicy:
             return tuple(items) if isinstance(value, tuple) else items
         return FILTERED
 
-    # -- Sentry hooks (the event walk lives in _event_scrubbing) -------------------------
+    # -- Sentry hooks (the event walk lives in telemetry.sentry.scrubbing) -------------------------
 
     def scrub_event(self, event: Any, hint: Any = None) -> Any:
         """``before_send`` / ``before_send_transaction``: returns the scrubbed event."""
@@ -376,10 +376,10 @@ def _default_policy() -> ScrubbingPolicy:
 
 
 # Span export lives in its own module; re-exported: one import path for the policy.
-from telemetry._span_scrubbing import (  # noqa: E402
+from telemetry.tracing.scrubbing import (  # noqa: E402
     ScrubbingSpanExporter as ScrubbingSpanExporter,
 )
-from telemetry._span_scrubbing import scrub_span  # noqa: E402
+from telemetry.tracing.scrubbing import scrub_span  # noqa: E402
 
 # The default policy's hooks, for callers without a policy at hand.
 _DEFAULT = _default_policy()

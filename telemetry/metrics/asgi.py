@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import get_current_span
 
-from telemetry._cardinality import normalize_method
+from telemetry.metrics.cardinality import normalize_method
 
 if TYPE_CHECKING:
-    from telemetry.metrics import TelemetryMetrics
+    from telemetry.metrics.registry import TelemetryMetrics
 
 __all__ = ["KEEP_ATTRIBUTE", "MetricsMiddleware", "current_exemplar", "kept_exemplar"]
 

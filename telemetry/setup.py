@@ -28,21 +28,17 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry import api
-from telemetry._asgi import RequestContextMiddleware, fork_request_scope
-from telemetry._fanout import FanOutExporter, OTLPHttpTarget
-from telemetry._sentry_events import build_before_send, counting_transport
-from telemetry.instrumentation import Instrumented, instrument_fastapi, instrument_libraries
-from telemetry.logs import install_logging, log_lifecycle
-from telemetry.metrics import TelemetryMetrics
-from telemetry.propagation import DynamicSamplingContext, TelemetryPropagator
-from telemetry.sampling import RouteAwareSampler, RoutePatterns
-from telemetry.scrubbing import ScrubbingPolicy, ScrubbingSpanExporter
-from telemetry.sentry import (
+from telemetry.logs.install import install_logging, log_lifecycle
+from telemetry.metrics.registry import TelemetryMetrics
+from telemetry.scrubbing.policy import ScrubbingPolicy, ScrubbingSpanExporter
+from telemetry.sentry.asgi import RequestContextMiddleware, fork_request_scope
+from telemetry.sentry.client import (
     SentrySpanProcessor,
     init_sentry,
     profiler_span_attributes,
     sentry_otlp_target,
 )
+from telemetry.sentry.events import build_before_send, counting_transport
 from telemetry.settings import (
     Profile,
     SentryTracesMode,
@@ -50,7 +46,10 @@ from telemetry.settings import (
     load_settings,
     parse_dsn,
 )
-from telemetry.tracing import (
+from telemetry.tracing.fanout import FanOutExporter, OTLPHttpTarget
+from telemetry.tracing.instrumentation import Instrumented, instrument_fastapi, instrument_libraries
+from telemetry.tracing.propagation import DynamicSamplingContext, TelemetryPropagator
+from telemetry.tracing.provider import (
     BoundedBatchSpanProcessor,
     NullCounters,
     SpanAttributeSetter,
@@ -59,6 +58,7 @@ from telemetry.tracing import (
     shutdown_within,
     sink_processor,
 )
+from telemetry.tracing.sampling import RouteAwareSampler, RoutePatterns
 
 __all__ = ["TelemetryHandle", "setup_telemetry"]
 
@@ -242,7 +242,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
             )
         )
     if settings.file_sink_dir is not None:
-        from telemetry.file_sinks import OTLPJsonFileSpanExporter
+        from telemetry.file_sinks.files import OTLPJsonFileSpanExporter
 
         file_exporter = OTLPJsonFileSpanExporter(settings.file_sink_dir / "spans.otlp.jsonl")
         processors.append(sink_processor("file", file_exporter, settings, counters, scrubbed)[0])
@@ -295,7 +295,7 @@ def _start_sentry(
         dsn = settings.sentry_dsn.get_secret_value()
         transport: Any = counting_transport(counters)
     else:
-        from telemetry.file_sinks import SentryFileTransport
+        from telemetry.file_sinks.files import SentryFileTransport
 
         assert settings.file_sink_dir is not None
         dsn = _FILE_SINK_DSN

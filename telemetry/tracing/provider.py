@@ -207,7 +207,7 @@ def jaeger_exporter(settings: TelemetrySettings) -> SpanExporter | None:
                 OTLPSpanExporter as GrpcSpanExporter,
             )
         except ImportError as exc:
-            from telemetry.instrumentation import MissingExtraError
+            from telemetry.tracing.instrumentation import MissingExtraError
 
             raise MissingExtraError("grpc", "opentelemetry-exporter-otlp-proto-grpc") from exc
         return GrpcSpanExporter(endpoint=endpoint, timeout=timeout)

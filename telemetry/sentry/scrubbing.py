@@ -14,10 +14,10 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from telemetry._scrub_patterns import _EVENT_SKIP, FILTERED
+from telemetry.scrubbing.patterns import _EVENT_SKIP, FILTERED
 
 if TYPE_CHECKING:
-    from telemetry.scrubbing import ScrubbingPolicy
+    from telemetry.scrubbing.policy import ScrubbingPolicy
 
 __all__ = ["scrub_breadcrumb", "scrub_event"]
 

@@ -13,7 +13,7 @@ from opentelemetry.trace import get_current_span as otel_current_span
 from sentry_sdk.transport import HttpTransport, Transport
 
 from telemetry.settings import BeforeSend
-from telemetry.tracing import PipelineCounters
+from telemetry.tracing.provider import PipelineCounters
 
 __all__ = [
     "IGNORED_EXCEPTIONS",

@@ -5,7 +5,7 @@ Only meaningful when :func:`telemetry.doctor.run_checks` runs inside the service
 
 from __future__ import annotations
 
-from telemetry._doctor_checks import CheckResult, Status
+from telemetry.doctor.checks import CheckResult, Status
 
 __all__ = ["check_runtime"]
 

@@ -25,8 +25,8 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-from telemetry.propagation import DEFERRED_SAMPLING_KEY
 from telemetry.settings import TracesSampler
+from telemetry.tracing.propagation import DEFERRED_SAMPLING_KEY
 
 __all__ = ["RouteAwareSampler", "RoutePatterns"]
 

@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from telemetry._doctor_checks import CheckResult, Status
+from telemetry.doctor.checks import CheckResult, Status
 
 __all__ = ["find_dsns", "scan_repo_for_dsns"]
 

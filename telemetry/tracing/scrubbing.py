@@ -17,7 +17,7 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, Status
 
 if TYPE_CHECKING:
-    from telemetry.scrubbing import ScrubbingPolicy
+    from telemetry.scrubbing.policy import ScrubbingPolicy
 
 
 def scrub_span(policy: ScrubbingPolicy, span: ReadableSpan) -> ReadableSpan:
@@ -82,7 +82,7 @@ class ScrubbingSpanExporter(SpanExporter):
     def __init__(self, wrapped: SpanExporter, policy: ScrubbingPolicy | None = None) -> None:
         self._wrapped = wrapped
         if policy is None:
-            from telemetry.scrubbing import ScrubbingPolicy
+            from telemetry.scrubbing.policy import ScrubbingPolicy
 
             policy = ScrubbingPolicy.default()
         self._policy = policy

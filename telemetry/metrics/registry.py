@@ -13,7 +13,7 @@ plus prometheus-client's default ``REGISTRY`` (``include_default_registry=True``
 application's own metrics and the process/GC collectors appear on the same page. Pass
 ``registry=prometheus_client.REGISTRY`` to register these metrics in the default registry
 instead (then it is served once). In multiprocess mode ``/metrics`` serves the aggregate of
-every worker instead, see ``telemetry._multiprocess`` for the design and its trade-off.
+every worker instead, see ``telemetry.metrics.multiprocess`` for the design and its trade-off.
 """
 
 from __future__ import annotations
@@ -27,19 +27,19 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Exemplar
 
-from telemetry import _dependency_metrics as _dependencies
-from telemetry._cardinality import LabelGuard, RouteResolver, normalize_method
+from telemetry.metrics import dependencies as _dependencies
 
-# The middleware, /metrics serving and the exemplar helpers live in _metrics_asgi; they are
+# The middleware, /metrics serving and the exemplar helpers live in metrics.asgi; they are
 # re-exported so ``telemetry.metrics`` stays their import path.
-from telemetry._metrics_asgi import KEEP_ATTRIBUTE as KEEP_ATTRIBUTE
-from telemetry._metrics_asgi import (
+from telemetry.metrics.asgi import KEEP_ATTRIBUTE as KEEP_ATTRIBUTE
+from telemetry.metrics.asgi import (
     ASGIApp,
     MetricsMiddleware,
     current_exemplar,
     kept_exemplar,
 )
-from telemetry._multiprocess import (
+from telemetry.metrics.cardinality import LabelGuard, RouteResolver, normalize_method
+from telemetry.metrics.multiprocess import (
     ExemplarStore,
     MultiProcessExemplarCollector,
     bucket_bound,
@@ -134,7 +134,7 @@ class TelemetryMetrics:
     """All metrics of one service, one registry, one ``/metrics`` endpoint.
 
     ``label_limits`` overrides the bound of distinct values per label name (``route``: 100,
-    ``status_code``: 40, ``peer``: 100, see ``telemetry._cardinality.DEFAULT_LABEL_LIMITS``).
+    ``status_code``: 40, ``peer``: 100, see ``telemetry.metrics.cardinality.DEFAULT_LABEL_LIMITS``).
     Multiprocess mode is on when prometheus-client runs with ``PROMETHEUS_MULTIPROC_DIR``.
     """
 
@@ -311,7 +311,7 @@ class TelemetryMetrics:
 
     def instrument_dependencies(self) -> list[str]:
         """Record every httpx, SQLAlchemy and redis call, sampled or not; returns the libraries
-        found. Before or after OpenTelemetry's instrumentors, see ``_dependency_metrics``."""
+        found. Before or after OpenTelemetry's instrumentors, see ``dependencies``."""
         return _dependencies.instrument(self)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:

@@ -19,7 +19,7 @@ import sentry_sdk
 from opentelemetry import trace
 from sentry_sdk.integrations import logging as sentry_logging
 
-from telemetry.scrubbing import ScrubbingPolicy
+from telemetry.scrubbing.policy import ScrubbingPolicy
 
 __all__ = ["TraceContextFilter", "enrich_record"]
 

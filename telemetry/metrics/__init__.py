@@ -1,0 +1,22 @@
+"""Prometheus metrics: RED request metrics with trace exemplars, dependency latency, release
+and pipeline health, served on ``/metrics``. Names and labels: ``docs/metrics.md``."""
+
+from telemetry.metrics.asgi import MetricsMiddleware, current_exemplar, kept_exemplar
+from telemetry.metrics.multiprocess import mark_process_dead
+from telemetry.metrics.registry import (
+    DEFAULT_APDEX_THRESHOLD_S,
+    PipelineMetrics,
+    TelemetryMetrics,
+    request_buckets,
+)
+
+__all__ = [
+    "DEFAULT_APDEX_THRESHOLD_S",
+    "MetricsMiddleware",
+    "PipelineMetrics",
+    "TelemetryMetrics",
+    "current_exemplar",
+    "kept_exemplar",
+    "mark_process_dead",
+    "request_buckets",
+]
