@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from telemetry import api
 from telemetry.logs.install import install_logging, log_lifecycle
 from telemetry.metrics.registry import TelemetryMetrics
+from telemetry.profile import Profile, resolve_profile
 from telemetry.scrubbing.policy import ScrubbingPolicy, ScrubbingSpanExporter
 from telemetry.sentry.asgi import RequestContextMiddleware, fork_request_scope
 from telemetry.sentry.client import (
@@ -40,7 +41,6 @@ from telemetry.sentry.client import (
 )
 from telemetry.sentry.events import build_before_send, counting_transport
 from telemetry.settings import (
-    Profile,
     SentryTracesMode,
     TelemetrySettings,
     load_settings,
@@ -169,7 +169,7 @@ def setup_telemetry(
 
 
 def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHandle:
-    profile = settings.profile
+    profile = resolve_profile(settings)
     policy = ScrubbingPolicy.from_settings(settings.scrub_fields, settings.scrub_patterns)
     undo: list[Callable[[], None]] = []
 
@@ -191,7 +191,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
             release=settings.release,
             apdex_threshold_s=settings.apdex_threshold_seconds,
             path=settings.metrics_path,
-            exemplars_for="kept" if settings.export_mode == "collector" else "sampled",
+            exemplars_for=profile.exemplars_for,
         )
         undo.append(metrics.close)
     counters: Any = metrics.pipeline if metrics is not None else NullCounters()
@@ -199,21 +199,14 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
     def scrubbed(exporter: SpanExporter) -> SpanExporter:
         return ScrubbingSpanExporter(exporter, policy)
 
-    sentry_mode = settings.sentry_traces if profile.sentry_enabled else SentryTracesMode.OFF
+    sentry_mode = profile.sentry_traces
     if profile.sentry_enabled:
         _start_sentry(settings, profile, policy, counters)
-    else:
-        sentry_mode = SentryTracesMode.OFF
 
     processors: list[SpanProcessor] = []
-    if profile.sentry_enabled and profile.profiles_sample_rate > 0:
+    if profile.link_profiles:
         processors.append(SpanAttributeSetter(profiler_span_attributes))
-    collector = settings.export_mode == "collector"
-    if collector:
-        # The Collector fans spans out to Jaeger and Sentry; errors still go straight to
-        # Sentry as events.
-        sentry_mode = SentryTracesMode.OFF
-    jaeger_sink = "collector" if collector else "jaeger"
+    jaeger_sink = profile.span_sink
     http_targets: list[OTLPHttpTarget] = []
     endpoint = settings.jaeger_traces_endpoint
     if endpoint is not None and settings.otlp_protocol == "http/protobuf":
@@ -222,7 +215,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         grpc = jaeger_exporter(settings)
         assert grpc is not None
         processors.append(sink_processor(jaeger_sink, grpc, settings, counters, scrubbed)[0])
-    if sentry_mode is SentryTracesMode.OTLP and settings.sentry_dsn is not None:
+    if sentry_mode is SentryTracesMode.OTLP:
         http_targets.append(sentry_otlp_target(settings))
     if http_targets:
         fanout = FanOutExporter(
@@ -246,7 +239,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
 
         file_exporter = OTLPJsonFileSpanExporter(settings.file_sink_dir / "spans.otlp.jsonl")
         processors.append(sink_processor("file", file_exporter, settings, counters, scrubbed)[0])
-    if sentry_mode is SentryTracesMode.ENVELOPE and settings.sentry_dsn is not None:
+    if sentry_mode is SentryTracesMode.ENVELOPE:
         processors.append(SentrySpanProcessor())
 
     _declare_pipeline_series(counters, processors, profile.sentry_enabled)
@@ -255,7 +248,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         critical_routes=settings.critical_routes if processors else (),
         excluded_routes=settings.excluded_routes,
         traces_sampler=settings.traces_sampler,
-        mark_critical=collector,
+        mark_critical=profile.collector,
     )
     provider = build_tracer_provider(settings, sampler, processors)
     if not _global_provider_is_set():

@@ -23,8 +23,8 @@ from telemetry.doctor.sinks import TEST_MESSAGE as TEST_MESSAGE
 from telemetry.doctor.sinks import TEST_SPAN_NAME as TEST_SPAN_NAME
 from telemetry.doctor.sinks import otlp_checks, sentry_checks
 from telemetry.doctor.versions import check_versions
+from telemetry.profile import resolve_profile
 from telemetry.settings import (
-    SentryTracesMode,
     TelemetryConfigError,
     TelemetrySettings,
     load_settings,
@@ -88,10 +88,10 @@ def run_checks(
 
 
 def _settings_summary(settings: TelemetrySettings) -> CheckResult:
-    profile = settings.profile
+    profile = resolve_profile(settings)
     if profile.sentry_enabled:
         sentry = "on"
-        mode = settings.sentry_traces.value if settings.sentry_dsn else SentryTracesMode.OFF.value
+        mode = profile.sentry_traces.value
     else:
         sentry = f"off ({profile.sentry_disabled_reason})"
         mode = f"off (Sentry off; configured: {settings.sentry_traces.value})"

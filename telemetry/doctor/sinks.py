@@ -21,6 +21,7 @@ from telemetry.doctor.checks import (
     display_url,
     http_request,
 )
+from telemetry.profile import resolve_profile
 from telemetry.settings import (
     Environment,
     ParsedDsn,
@@ -52,7 +53,7 @@ def sentry_checks(settings: TelemetrySettings, send: bool, timeout: float) -> li
             ]
         return [CheckResult("sentry.dsn", Status.SKIP, "SENTRY_DSN is not set")]
     dsn = parse_dsn(settings.sentry_dsn.get_secret_value())
-    note = "" if settings.profile.sentry_enabled else " (unused: the development profile)"
+    note = "" if resolve_profile(settings).sentry_enabled else " (unused: the development profile)"
     results = [
         CheckResult("sentry.dsn", Status.PASS, f"{dsn.redacted} (project {dsn.project_id}){note}")
     ]

@@ -38,12 +38,12 @@ from telemetry.logs.records import (
 from telemetry.logs.records import TraceContextFilter as TraceContextFilter
 from telemetry.logs.records import enrich_record as enrich_record
 from telemetry.scrubbing.policy import ScrubbingPolicy
+from telemetry.shared import PIPELINE_LOGGERS
 
 LogFormat = Literal["auto", "json", "console"]
 
 # Loggers of the telemetry pipeline itself: never Sentry events (an OTLP export failure
 # logged at ERROR must not become an "application error"), nor breadcrumbs.
-PIPELINE_LOGGERS = ("opentelemetry", "opentelemetry.*", "telemetry", "telemetry.*")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 LIFECYCLE_LOGGER = "telemetry.lifecycle"
 

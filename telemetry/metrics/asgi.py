@@ -7,24 +7,18 @@ everything here is re-exported from ``telemetry.metrics``, the one import path.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry.trace import get_current_span
 
 from telemetry.metrics.cardinality import normalize_method
+from telemetry.shared import KEEP_ATTRIBUTE, ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from telemetry.metrics.registry import TelemetryMetrics
 
-__all__ = ["KEEP_ATTRIBUTE", "MetricsMiddleware", "current_exemplar", "kept_exemplar"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = ["MetricsMiddleware", "current_exemplar", "kept_exemplar"]
 
 
 def current_exemplar() -> dict[str, str] | None:
@@ -38,8 +32,6 @@ def current_exemplar() -> dict[str, str] | None:
         "span_id": format(context.span_id, "016x"),
     }
 
-
-KEEP_ATTRIBUTE = "telemetry.keep"
 
 
 def kept_exemplar(status_code: str) -> dict[str, str] | None:

@@ -31,9 +31,7 @@ from telemetry.metrics import dependencies as _dependencies
 
 # The middleware, /metrics serving and the exemplar helpers live in metrics.asgi; they are
 # re-exported so ``telemetry.metrics`` stays their import path.
-from telemetry.metrics.asgi import KEEP_ATTRIBUTE as KEEP_ATTRIBUTE
 from telemetry.metrics.asgi import (
-    ASGIApp,
     MetricsMiddleware,
     current_exemplar,
     kept_exemplar,
@@ -47,6 +45,7 @@ from telemetry.metrics.multiprocess import (
     multiprocess_dir,
     sample_key,
 )
+from telemetry.shared import ASGIApp
 
 __all__ = [
     "DEFAULT_APDEX_THRESHOLD_S",

@@ -14,17 +14,16 @@ stack):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import sentry_sdk
 from sentry_sdk import scope as sentry_scope_module
 from sentry_sdk.utils import event_from_exception
 
+from telemetry.shared import ASGIApp, Receive, Scope, Send
+
 __all__ = ["RequestContextMiddleware", "fork_request_scope"]
 
-Scope = dict[str, Any]
-ASGIApp = Callable[..., Any]
 MECHANISM = {"type": "telemetry.asgi", "handled": False}
 
 
@@ -47,7 +46,7 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self.app(scope, receive, send)
         except Exception as exc:

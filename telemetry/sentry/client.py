@@ -23,18 +23,15 @@ from sentry_sdk.consts import VERSION as SENTRY_SDK_VERSION
 from sentry_sdk.integrations import Integration
 from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
 
+from telemetry.profile import Profile
 from telemetry.sentry.events import (
     IGNORED_EXCEPTIONS,
     EventHook,
     otel_trace_context,
     remember_failing_spans,
 )
-from telemetry.settings import (
-    Profile,
-    SentryTracesMode,
-    TelemetrySettings,
-    parse_dsn,
-)
+from telemetry.settings import SentryTracesMode, TelemetrySettings, parse_dsn
+from telemetry.shared import PIPELINE_LOGGERS, TRANSACTION_ATTRIBUTE
 from telemetry.tracing.fanout import OTLPHttpTarget
 
 __all__ = [
@@ -45,13 +42,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("telemetry.sentry")
-
-#: Loggers of the telemetry pipeline itself: their failures must never become Sentry events
-#: (an exporter failing against Sentry would otherwise report itself to Sentry, forever).
-PIPELINE_LOGGERS = ("opentelemetry*", "telemetry.*", "telemetry", "sentry_sdk*", "urllib3*")
-
-
-TRANSACTION_ATTRIBUTE = "telemetry.transaction"
 
 
 # -- the Sentry arm of the span fan-out ------------------------------------------------------
@@ -169,7 +159,7 @@ def init_sentry(
 
     for name in PIPELINE_LOGGERS:
         ignore_logger(name)
-    mode = settings.sentry_traces
+    mode = profile.sentry_traces
     integrations: list[Integration] = [
         LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
         # Task errors only: Sentry does no tracing here, so no Sentry span per task.

@@ -26,13 +26,12 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from telemetry.settings import TracesSampler
+from telemetry.shared import KEEP_ATTRIBUTE
 from telemetry.tracing.propagation import DEFERRED_SAMPLING_KEY
 
 __all__ = ["RouteAwareSampler", "RoutePatterns"]
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
-#: Marks a trace a downstream tail sampler must keep (collector mode).
-KEEP_ATTRIBUTE = "telemetry.keep"
 
 
 class _Verdict(enum.Enum):
