@@ -19,6 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import sentry_sdk
@@ -31,7 +32,7 @@ from telemetry import api
 from telemetry.logs.install import install_logging, log_lifecycle
 from telemetry.metrics.registry import TelemetryMetrics
 from telemetry.profile import Profile, resolve_profile
-from telemetry.scrubbing.policy import ScrubbingPolicy, ScrubbingSpanExporter
+from telemetry.scrubbing import ScrubbingPolicy
 from telemetry.sentry.asgi import RequestContextMiddleware, fork_request_scope
 from telemetry.sentry.client import (
     SentrySpanProcessor,
@@ -40,6 +41,7 @@ from telemetry.sentry.client import (
     sentry_otlp_target,
 )
 from telemetry.sentry.events import build_before_send, counting_transport
+from telemetry.sentry.scrubbing import EventScrubber
 from telemetry.settings import (
     SentryTracesMode,
     TelemetrySettings,
@@ -59,6 +61,7 @@ from telemetry.tracing.provider import (
     sink_processor,
 )
 from telemetry.tracing.sampling import RouteAwareSampler, RoutePatterns
+from telemetry.tracing.scrubbing import ScrubbingSpanExporter, scrub_span
 
 __all__ = ["TelemetryHandle", "setup_telemetry"]
 
@@ -170,7 +173,7 @@ def setup_telemetry(
 
 def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHandle:
     profile = resolve_profile(settings)
-    policy = ScrubbingPolicy.from_settings(settings.scrub_fields, settings.scrub_patterns)
+    policy = ScrubbingPolicy.from_lists(settings.scrub_fields, settings.scrub_patterns)
     undo: list[Callable[[], None]] = []
 
     logging_handle = install_logging(
@@ -221,7 +224,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         fanout = FanOutExporter(
             http_targets,
             counters,
-            scrub=policy.scrub_span,
+            scrub=partial(scrub_span, policy),
             max_queued_spans=settings.span_queue_size,
             timeout_s=settings.export_timeout_seconds,
         )
@@ -283,7 +286,8 @@ def _start_sentry(
     settings: TelemetrySettings, profile: Profile, policy: ScrubbingPolicy, counters: Any
 ) -> None:
     excluded = RoutePatterns(settings.excluded_routes)
-    before_send = build_before_send(excluded.matches, policy.scrub_event, settings.before_send)
+    scrubber = EventScrubber(policy)
+    before_send = build_before_send(excluded.matches, scrubber.scrub_event, settings.before_send)
     if settings.sentry_dsn is not None:
         dsn = settings.sentry_dsn.get_secret_value()
         transport: Any = counting_transport(counters)
@@ -298,8 +302,8 @@ def _start_sentry(
         settings,
         profile,
         before_send=before_send,
-        before_send_transaction=policy.scrub_event,
-        before_breadcrumb=policy.scrub_breadcrumb,
+        before_send_transaction=scrubber.scrub_event,
+        before_breadcrumb=scrubber.scrub_breadcrumb,
         transport=transport,
         dsn=dsn,
     )

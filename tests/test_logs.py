@@ -28,7 +28,8 @@ from telemetry.logs.install import (
     install_logging,
     log_lifecycle,
 )
-from telemetry.scrubbing.policy import ScrubbingPolicy
+from telemetry.scrubbing import ScrubbingPolicy
+from telemetry.sentry.scrubbing import EventScrubber
 
 TRACER = TracerProvider().get_tracer("test")
 
@@ -286,7 +287,7 @@ def sentry_events() -> Iterator[list[bytes]]:
     thread.start()
     sentry_sdk.init(
         dsn=f"http://public@127.0.0.1:{server.server_port}/1",
-        before_send=ScrubbingPolicy.default().scrub_event,
+        before_send=EventScrubber(ScrubbingPolicy.default()).scrub_event,
         _experiments={"transport_compression_algo": "gzip"},  # type: ignore[typeddict-item]
     )
     yield server.bodies  # type: ignore[attr-defined]

@@ -18,8 +18,8 @@ DEFAULT_MAX_LENGTH = 8 * 1024
 LABEL_MAX_LENGTH = 256
 # Text beyond the kept part that is still scanned, so a secret straddling the cut is
 # recognised whole and replaced instead of leaving its first characters behind.
-_SCAN_SLACK = 1024
-_MAX_DEPTH = 48
+SCAN_SLACK = 1024
+MAX_DEPTH = 48
 
 
 def _words(*lines: str) -> frozenset[str]:
@@ -48,13 +48,11 @@ PRESERVED_KEYS = _words(
     "trace_id span_id parent_span_id traceId spanId parentSpanId event_id http.route",
     "http.status_code http.response.status_code status_code otel.status_code",
 )
-# Sentry event sections that never hold user data; skipping them keeps scrubbing cheap.
-_EVENT_SKIP = frozenset({"_meta", "sdk", "modules", "debug_meta", "event_id"})
 # Attribute values where the end matters most (the innermost frame, the message).
-_TAIL_KEYS = frozenset({"exception.stacktrace"})
-_SAFE_SCALARS: tuple[type, ...] = (bool, int, float, _dt.date, _dt.time, _dt.timedelta)
-_SAFE_SCALARS += (decimal.Decimal, uuid.UUID, enum.Enum)
-_PLACEHOLDER = re.compile(r"\?|%s|%\(\w+\)s|\$\d+|:\w+|\{\w*\}")
+TAIL_KEYS = frozenset({"exception.stacktrace"})
+SAFE_SCALARS: tuple[type, ...] = (bool, int, float, _dt.date, _dt.time, _dt.timedelta)
+SAFE_SCALARS += (decimal.Decimal, uuid.UUID, enum.Enum)
+PLACEHOLDER = re.compile(r"\?|%s|%\(\w+\)s|\$\d+|:\w+|\{\w*\}")
 
 
 def normalise_name(name: str) -> str:
@@ -77,15 +75,15 @@ def _luhn_ok(digits: str) -> bool:
 # its shape needs one of these literals or a run of 8 digits. On short text one regex
 # alternation is cheapest; on long text str.__contains__ per literal is (the regex is
 # tried at every position).
-_SHAPE_LITERALS = tuple(
+SHAPE_LITERALS = tuple(
     sorted(_words("@ bearer basic eyj sk- _live_ _test_ akia xox glpat ghp_ gho_ ghu_ ghs_ ghr_"))
 )
-_DIGITS = re.compile(r"\d(?:[ -]?\d){7}")
-_SHAPE_RX = re.compile("|".join(map(re.escape, _SHAPE_LITERALS)) + "|" + _DIGITS.pattern)
-_SHORT_TEXT = 256
+DIGITS = re.compile(r"\d(?:[ -]?\d){7}")
+SHAPE_RX = re.compile("|".join(map(re.escape, SHAPE_LITERALS)) + "|" + DIGITS.pattern)
+SHORT_TEXT = 256
 # One scanner, linear in the text: a `key=` / `key:` / `"key": ` candidate (its value is
 # not consumed, so a URL inside a harmless value is still scanned), or a secret by shape.
-_SCAN = re.compile(
+SCAN = re.compile(
     r"(?P<key>(?<![\w.-])(?:--?)?(?P<kq>\\?[\"']?)(?P<name>[a-z_][\w.-]{0,79})(?P=kq)"
     r"\s*(?P<sep>=|:(?!//))[ \t]*)"
     r"|(?P<url>\b[a-z][a-z0-9+.\-]*://)[^\s/@?#\"'<>]+@"
@@ -99,18 +97,18 @@ _SCAN = re.compile(
 )
 # The value after a sensitive key: quoted (to the closing quote, escapes honoured) or
 # a bare token, with an optional auth scheme ("token: Bearer abc").
-_VALUE = re.compile(
+VALUE = re.compile(
     r"(?P<vq>\\?[\"'])(?P<qv>(?:\\.|.)*?)(?:(?P=vq)|(?=[\r\n])|\Z)"
     r"|(?P<uv>%\(\w+\)s|(?:(?:bearer|basic|digest|negotiate|token)[ \t]+)?"
     r"[^\s&;,\"'<>(){}\[\]\\]+)",
     re.IGNORECASE,
 )
 # Header lines: the rest of the line is the credential (a Cookie line holds many pairs).
-_LINE_VALUED = frozenset({"authorization", "proxyauthorization", "cookie", "setcookie"})
-_LINE = re.compile(r"(?![\"'\s])[^\r\n]+")
+LINE_VALUED = frozenset({"authorization", "proxyauthorization", "cookie", "setcookie"})
+LINE = re.compile(r"(?![\"'\s])[^\r\n]+")
 
 
-def _shape_replacement(m: re.Match[str]) -> str:
+def shape_replacement(m: re.Match[str]) -> str:
     """Replacement for a secret recognised by its shape (not by a key)."""
     kind, text = m.lastgroup, m.group(0)
     if kind == "basic":

@@ -22,39 +22,40 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.util.types import AttributeValue
-from sentry_sdk.utils import AnnotatedValue
-
 from telemetry.scrubbing.patterns import (
-    _DIGITS,
-    _LINE,
-    _LINE_VALUED,
-    _MAX_DEPTH,
-    _PLACEHOLDER,
-    _SAFE_SCALARS,
-    _SCAN,
-    _SCAN_SLACK,
-    _SHAPE_LITERALS,
-    _SHAPE_RX,
-    _SHORT_TEXT,
-    _TAIL_KEYS,
-    _VALUE,
     DEFAULT_FRAGMENTS,
     DEFAULT_MAX_LENGTH,
     DEFAULT_NAMES,
     DEFAULT_SUFFIXES,
+    DIGITS,
     FILTERED,
     LABEL_MAX_LENGTH,
+    LINE,
+    LINE_VALUED,
+    MAX_DEPTH,
+    PLACEHOLDER,
     PRESERVED_KEYS,
-    _shape_replacement,
+    SAFE_SCALARS,
+    SCAN,
+    SCAN_SLACK,
+    SHAPE_LITERALS,
+    SHAPE_RX,
+    SHORT_TEXT,
+    TAIL_KEYS,
+    VALUE,
     normalise_name,
+    shape_replacement,
 )
-from telemetry.sentry import scrubbing as _event_scrubbing
+
+__all__ = ["ScrubbingPolicy", "Wrapper"]
+
+#: A container type another library wraps values in (sentry-sdk's ``AnnotatedValue``): its
+#: inner value is scrubbed and the wrapper kept. ``(type, unwrap, rewrap)``.
+Wrapper = tuple[type, Callable[[Any], Any], Callable[[Any, Any], Any]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,7 @@ class ScrubbingPolicy:
     name; ``suffixes`` match its end; ``patterns`` are extra regexes whose every match
     is replaced. ``keep_user_email``: the Sentry ``user.email`` is scrubbed by default
     because ``send_default_pii`` is off; set it to send the address the app sets.
+    ``wrappers``: wrapper types whose inner value is scrubbed in place (see :data:`Wrapper`).
     """
 
     names: frozenset[str] = DEFAULT_NAMES
@@ -73,6 +75,7 @@ class ScrubbingPolicy:
     patterns: tuple[str, ...] = ()
     max_length: int = DEFAULT_MAX_LENGTH
     keep_user_email: bool = False
+    wrappers: tuple[Wrapper, ...] = ()
     _cores: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
     _cores_rx: re.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
     _extra: tuple[re.Pattern[str], ...] = dataclasses.field(init=False, repr=False, compare=False)
@@ -139,8 +142,6 @@ class ScrubbingPolicy:
             cls.default(), max_length=max_length, keep_user_email=keep_user_email
         ).extend(names=fields, patterns=patterns)
 
-    from_settings = from_lists  # (TELEMETRY_SCRUB_FIELDS, TELEMETRY_SCRUB_PATTERNS)
-
     def extend(
         self, names: Iterable[str] = (), patterns: Iterable[str] = (), fragments: Iterable[str] = ()
     ) -> ScrubbingPolicy:
@@ -177,7 +178,7 @@ class ScrubbingPolicy:
         too_long = truncate and len(text) > limit
         work = text
         if too_long:
-            work = text[-(limit + _SCAN_SLACK) :] if tail else text[: limit + _SCAN_SLACK]
+            work = text[-(limit + SCAN_SLACK) :] if tail else text[: limit + SCAN_SLACK]
         out = self._scan(work) if self._may_hold_secret(work) else work
         for pattern in self._extra:
             out = pattern.sub(FILTERED, out)
@@ -188,13 +189,13 @@ class ScrubbingPolicy:
 
     def _may_hold_secret(self, text: str) -> bool:
         low = text.lower()
-        if len(text) <= _SHORT_TEXT:
-            if _SHAPE_RX.search(low) is not None:
+        if len(text) <= SHORT_TEXT:
+            if SHAPE_RX.search(low) is not None:
                 return True
             if "=" not in text and ":" not in text:
                 return False
             return self._cores_rx.search(low.replace("-", "").replace("_", "")) is not None
-        if any(lit in low for lit in _SHAPE_LITERALS) or _DIGITS.search(text):
+        if any(lit in low for lit in SHAPE_LITERALS) or DIGITS.search(text):
             return True
         if "=" not in text and ":" not in text:
             return False
@@ -204,10 +205,10 @@ class ScrubbingPolicy:
     def _scan(self, text: str) -> str:
         parts: list[str] = []
         pos = 0
-        while (m := _SCAN.search(text, pos)) is not None:
+        while (m := SCAN.search(text, pos)) is not None:
             end = m.end()
             if m.lastgroup != "key":
-                parts += (text[pos : m.start()], _shape_replacement(m))
+                parts += (text[pos : m.start()], shape_replacement(m))
             elif not self.is_sensitive_name(m.group("name")):
                 parts.append(text[pos:end])
             else:
@@ -222,16 +223,16 @@ class ScrubbingPolicy:
     def _replace_value(self, text: str, key: re.Match[str], parts: list[str]) -> int:
         """Append the filtered value that follows a sensitive key; return where it ends."""
         start = key.end()
-        if key.group("sep") == ":" and normalise_name(key.group("name")) in _LINE_VALUED:
-            line = _LINE.match(text, start)
+        if key.group("sep") == ":" and normalise_name(key.group("name")) in LINE_VALUED:
+            line = LINE.match(text, start)
             if line is not None:
                 parts.append(FILTERED)
                 return line.end()
-        value = _VALUE.match(text, start)
+        value = VALUE.match(text, start)
         if value is None:
             return start
         raw = value.group("uv") if value.group("uv") is not None else value.group("qv")
-        if not raw or _PLACEHOLDER.fullmatch(raw):  # empty, or a SQL bind parameter
+        if not raw or PLACEHOLDER.fullmatch(raw):  # empty, or a SQL bind parameter
             parts.append(value.group(0))
         elif value.group("uv") is not None:
             parts.append(FILTERED)
@@ -250,9 +251,9 @@ class ScrubbingPolicy:
         """Scrub any JSON-like value; returns the same object when nothing changed."""
         if isinstance(value, str):
             return self.scrub_text(value)
-        if value is None or isinstance(value, _SAFE_SCALARS):
+        if value is None or isinstance(value, SAFE_SCALARS):
             return value
-        if _depth >= _MAX_DEPTH:
+        if _depth >= MAX_DEPTH:
             return FILTERED  # also ends reference cycles in hand-built input
         if isinstance(value, Mapping):
             return self._scrub_mapping(value, _depth)
@@ -266,9 +267,11 @@ class ScrubbingPolicy:
                 pair = [value[0], self._filter(value[1])]
                 return pair if isinstance(value, list) else tuple(pair)
             return self._scrub_items(value, _depth)
-        if isinstance(value, AnnotatedValue):
-            inner = self.scrub_value(value.value, _depth + 1)
-            return value if inner is value.value else AnnotatedValue(inner, value.metadata)
+        for wrapper_type, unwrap, rewrap in self.wrappers:
+            if isinstance(value, wrapper_type):
+                inner = unwrap(value)
+                new = self.scrub_value(inner, _depth + 1)
+                return value if new is inner else rewrap(value, new)
         if isinstance(value, (bytes, bytearray)):
             decoded = bytes(value).decode("utf-8", "replace")
             out = self.scrub_text(decoded)
@@ -323,33 +326,23 @@ class ScrubbingPolicy:
             return tuple(items) if isinstance(value, tuple) else items
         return FILTERED
 
-    # -- Sentry hooks (the event walk lives in telemetry.sentry.scrubbing) -------------------------
-
-    def scrub_event(self, event: Any, hint: Any = None) -> Any:
-        """``before_send`` / ``before_send_transaction``: returns the scrubbed event."""
-        return _event_scrubbing.scrub_event(self, event)
-
-    def scrub_breadcrumb(self, crumb: Any, hint: Any = None) -> Any:
-        """``before_breadcrumb``: message, data (http breadcrumb URLs and queries)."""
-        return _event_scrubbing.scrub_breadcrumb(self, crumb)
-
     # -- span attributes ----------------------------------------------------------------
 
     def scrub_attributes(
         self,
-        attributes: Mapping[str, AttributeValue] | None,
-    ) -> dict[str, AttributeValue] | None:
+        attributes: Mapping[str, Any] | None,
+    ) -> dict[str, Any] | None:
         """Scrubbed copy of OTel attributes, or None when nothing needed to change."""
-        changed: dict[str, AttributeValue] | None = None
+        changed: dict[str, Any] | None = None
         for key, value in (attributes or {}).items():
             if key in PRESERVED_KEYS:
                 continue
-            new: AttributeValue
+            new: Any
             if isinstance(value, str):
                 new = (
                     FILTERED
                     if value and self.is_sensitive_name(key)
-                    else self.scrub_text(value, tail=key in _TAIL_KEYS)
+                    else self.scrub_text(value, tail=key in TAIL_KEYS)
                 )
             elif isinstance(value, Sequence) and value and isinstance(value[0], str):
                 if self.is_sensitive_name(key):
@@ -365,26 +358,8 @@ class ScrubbingPolicy:
                 changed[key] = new
         return changed
 
-    def scrub_span(self, span: ReadableSpan) -> ReadableSpan:
-        """The span, or a scrubbed copy when it holds a secret (the same object if clean)."""
-        return scrub_span(self, span)
-
 
 @lru_cache(maxsize=1)
 def _default_policy() -> ScrubbingPolicy:
     return ScrubbingPolicy()
 
-
-# Span export lives in its own module; re-exported: one import path for the policy.
-from telemetry.tracing.scrubbing import (  # noqa: E402
-    ScrubbingSpanExporter as ScrubbingSpanExporter,
-)
-from telemetry.tracing.scrubbing import scrub_span  # noqa: E402
-
-# The default policy's hooks, for callers without a policy at hand.
-_DEFAULT = _default_policy()
-scrub_text = _DEFAULT.scrub_text
-scrub_label_value = _DEFAULT.scrub_label_value
-scrub_event = _DEFAULT.scrub_event
-scrub_breadcrumb = _DEFAULT.scrub_breadcrumb
-scrub_attributes = _DEFAULT.scrub_attributes

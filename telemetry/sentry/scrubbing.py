@@ -4,29 +4,60 @@ breadcrumb before it leaves the process (``before_send``, ``before_send_transact
 
 On top of the policy's generic walk, an event needs: SDK bookkeeping left as it is, the
 user's IP address and (by default) e-mail dropped, a log entry's params checked against its
-scrubbed text, and a fallback that sends a reduced event rather than lose the error or send
-it raw. :class:`telemetry.scrubbing.ScrubbingPolicy` exposes these as its hook methods.
+scrubbed text, sentry-sdk's ``AnnotatedValue`` scrubbed inside, and a fallback that sends a
+reduced event rather than lose the error or send it raw.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from telemetry.scrubbing.patterns import _EVENT_SKIP, FILTERED
+from sentry_sdk.utils import AnnotatedValue
 
-if TYPE_CHECKING:
-    from telemetry.scrubbing.policy import ScrubbingPolicy
+from telemetry.scrubbing import FILTERED, ScrubbingPolicy
+from telemetry.scrubbing.policy import Wrapper
 
-__all__ = ["scrub_breadcrumb", "scrub_event"]
+__all__ = ["EventScrubber"]
 
-# Named after the public module, where these hooks are configured and documented.
+# Named after the policy's package, where these hooks are configured and documented.
 _log = logging.getLogger("telemetry.scrubbing")
 
+# Sentry event sections that never hold user data; skipping them keeps scrubbing cheap.
+_EVENT_SKIP = frozenset({"_meta", "sdk", "modules", "debug_meta", "event_id"})
+# sentry-sdk marks trimmed or removed request data with AnnotatedValue: scrub inside it.
+_ANNOTATED: Wrapper = (
+    AnnotatedValue,
+    lambda value: value.value,
+    lambda value, inner: AnnotatedValue(inner, value.metadata),
+)
 
-def scrub_event(policy: ScrubbingPolicy, event: Any) -> Any:
-    """The scrubbed event (``before_send`` / ``before_send_transaction``)."""
+
+class EventScrubber:
+    """The policy as sentry-sdk's hooks: ``scrub_event`` for ``before_send`` and
+    ``before_send_transaction``, ``scrub_breadcrumb`` for ``before_breadcrumb``."""
+
+    def __init__(self, policy: ScrubbingPolicy) -> None:
+        if _ANNOTATED not in policy.wrappers:
+            policy = dataclasses.replace(policy, wrappers=(*policy.wrappers, _ANNOTATED))
+        self.policy = policy
+
+    def scrub_event(self, event: Any, hint: Any = None) -> Any:
+        """The scrubbed event (``before_send`` / ``before_send_transaction``)."""
+        return _scrub_event(self.policy, event)
+
+    def scrub_breadcrumb(self, crumb: Any, hint: Any = None) -> Any:
+        """The scrubbed breadcrumb (``before_breadcrumb``), or None to drop it."""
+        try:
+            return self.policy.scrub_value(crumb)
+        except Exception:  # a breadcrumb is not worth a leak: drop it
+            _log.debug("scrubbing a breadcrumb failed; dropping it", exc_info=True)
+            return None
+
+
+def _scrub_event(policy: ScrubbingPolicy, event: Any) -> Any:
     if not isinstance(event, dict):
         return policy.scrub_value(event)
     try:
@@ -54,15 +85,6 @@ def scrub_event(policy: ScrubbingPolicy, event: Any) -> Any:
             "transaction",
         )
         return {k: event[k] for k in keep if k in event} | {"message": FILTERED}
-
-
-def scrub_breadcrumb(policy: ScrubbingPolicy, crumb: Any) -> Any:
-    """The scrubbed breadcrumb (``before_breadcrumb``), or None to drop it."""
-    try:
-        return policy.scrub_value(crumb)
-    except Exception:  # a breadcrumb is not worth a leak: drop it
-        _log.debug("scrubbing a breadcrumb failed; dropping it", exc_info=True)
-        return None
 
 
 def _scrub_user(policy: ScrubbingPolicy, user: Any) -> Any:

@@ -8,7 +8,6 @@ common case) passes through as the same object, uncopied.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -16,8 +15,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, Status
 
-if TYPE_CHECKING:
-    from telemetry.scrubbing.policy import ScrubbingPolicy
+from telemetry.scrubbing import ScrubbingPolicy
+
+__all__ = ["ScrubbingSpanExporter", "scrub_span"]
 
 
 def scrub_span(policy: ScrubbingPolicy, span: ReadableSpan) -> ReadableSpan:
@@ -81,11 +81,7 @@ class ScrubbingSpanExporter(SpanExporter):
 
     def __init__(self, wrapped: SpanExporter, policy: ScrubbingPolicy | None = None) -> None:
         self._wrapped = wrapped
-        if policy is None:
-            from telemetry.scrubbing.policy import ScrubbingPolicy
-
-            policy = ScrubbingPolicy.default()
-        self._policy = policy
+        self._policy = policy if policy is not None else ScrubbingPolicy.default()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         scrubbed = [scrub_span(self._policy, span) for span in spans]
