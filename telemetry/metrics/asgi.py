@@ -1,47 +1,33 @@
 """The request side of the metrics: the pure-ASGI middleware that times every request and
-serves ``/metrics``, and the trace exemplar a request's observations carry.
-
-:class:`telemetry.metrics.TelemetryMetrics` owns the metrics and installs this middleware;
-everything here is re-exported from ``telemetry.metrics``, the one import path.
+serves ``/metrics``. It records into anything shaped like :class:`RequestMetrics`
+(``TelemetryMetrics`` installs it), so it never imports the registry.
 """
 
 from __future__ import annotations
 
 from time import perf_counter
-from typing import TYPE_CHECKING
-
-from opentelemetry.trace import get_current_span
+from typing import Any, Protocol
 
 from telemetry.metrics.cardinality import normalize_method
-from telemetry.shared import KEEP_ATTRIBUTE, ASGIApp, Message, Receive, Scope, Send
+from telemetry.metrics.exemplars import current_exemplar, kept_exemplar
+from telemetry.shared import ASGIApp, Message, Receive, Scope, Send
 
-if TYPE_CHECKING:
-    from telemetry.metrics.registry import TelemetryMetrics
-
-__all__ = ["MetricsMiddleware", "current_exemplar", "kept_exemplar"]
+__all__ = ["MetricsMiddleware", "RequestMetrics"]
 
 
-def current_exemplar() -> dict[str, str] | None:
-    """``{trace_id, span_id}`` of the current span, only when it is valid and sampled: an
-    exemplar of an unsampled span would point at a trace that was never stored."""
-    context = get_current_span().get_span_context()
-    if not context.is_valid or not context.trace_flags.sampled:
-        return None
-    return {
-        "trace_id": format(context.trace_id, "032x"),
-        "span_id": format(context.span_id, "016x"),
-    }
+class RequestMetrics(Protocol):
+    """What the middleware records into (``TelemetryMetrics``)."""
 
+    path: str
+    exemplars_for: str
 
-
-def kept_exemplar(status_code: str) -> dict[str, str] | None:
-    """The exemplar of a request whose trace a tail sampler is sure to keep: a server error
-    (its span has error status), or a span marked ``telemetry.keep`` (critical routes)."""
-    exemplar = current_exemplar()
-    if exemplar is None or status_code.startswith("5"):
-        return exemplar
-    attributes = getattr(get_current_span(), "attributes", None) or {}
-    return exemplar if attributes.get(KEEP_ATTRIBUTE) else None
+    def in_progress(self, method: str) -> Any: ...
+    def route_template(self, scope: Scope, root_path: str, app: Any) -> str: ...
+    def record_request(
+        self, method: str, route: str, status_code: str, duration_s: float,
+        exemplar: dict[str, str] | None = None, exception_type: str | None = None,
+    ) -> None: ...  # fmt: skip
+    def render(self, accept: str | None) -> tuple[bytes, str]: ...
 
 
 class MetricsMiddleware:
@@ -53,7 +39,7 @@ class MetricsMiddleware:
     ``ServerErrorMiddleware``, so unhandled exceptions pass through it before becoming 500s.
     """
 
-    def __init__(self, app: ASGIApp, metrics: TelemetryMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
         self.app = app
         self.metrics = metrics
 
@@ -71,7 +57,7 @@ class MetricsMiddleware:
             return
         outer_app = scope.get("app")
         method = normalize_method(scope["method"])
-        in_progress = metrics._child(metrics._in_progress, (metrics.service, method))
+        in_progress = metrics.in_progress(method)
         status = 0
 
         async def send_status(message: Message) -> None:
@@ -101,14 +87,14 @@ class MetricsMiddleware:
             else:
                 # An app that returns without responding gets a 500 from the server.
                 code = str(status) if status else "500"
-            route = metrics._routes.template(scope, root_path, outer_app)
+            route = metrics.route_template(scope, root_path, outer_app)
             exemplar = (
                 current_exemplar() if metrics.exemplars_for == "sampled" else kept_exemplar(code)
             )
             metrics.record_request(method, route, code, duration, exemplar, exception_type)
 
 
-async def _serve_metrics(metrics: TelemetryMetrics, scope: Scope, send: Send) -> None:
+async def _serve_metrics(metrics: RequestMetrics, scope: Scope, send: Send) -> None:
     if scope["method"] not in ("GET", "HEAD"):
         await _respond(send, 405, b"method not allowed\n", "text/plain", [(b"allow", b"GET, HEAD")])
         return

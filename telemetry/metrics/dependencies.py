@@ -28,12 +28,21 @@ import inspect
 import types
 from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from telemetry.metrics.cardinality import sql_operation
 
-if TYPE_CHECKING:
-    from telemetry.metrics.registry import TelemetryMetrics
+__all__ = ["DependencyMetrics", "instrument", "uninstrument"]
+
+
+class DependencyMetrics(Protocol):
+    """What dependency calls are recorded into (``TelemetryMetrics``)."""
+
+    def record_http_client(
+        self, method: str, peer: str, status_code: str, duration_s: float
+    ) -> None: ...
+    def record_db(self, system: str, operation: str, duration_s: float) -> None: ...
+
 
 Recorder = Callable[[Any, tuple[Any, ...], Any, "BaseException | None", float], None]
 WrapperFactory = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -45,10 +54,10 @@ _START = "_telemetry_metrics_start"
 class _Active:
     """The instance dependency calls are recorded into (the most recently instrumented)."""
 
-    metrics: TelemetryMetrics | None = None
+    metrics: DependencyMetrics | None = None
 
 
-def instrument(metrics: TelemetryMetrics) -> list[str]:
+def instrument(metrics: DependencyMetrics) -> list[str]:
     """Record dependency calls into ``metrics``; returns the libraries that were found."""
     _Active.metrics = metrics
     done = []
@@ -61,7 +70,7 @@ def instrument(metrics: TelemetryMetrics) -> list[str]:
     return done
 
 
-def uninstrument(metrics: TelemetryMetrics | None = None) -> None:
+def uninstrument(metrics: DependencyMetrics | None = None) -> None:
     """Stop recording (into ``metrics`` only, when given)."""
     if metrics is None or _Active.metrics is metrics:
         _Active.metrics = None

@@ -40,10 +40,12 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import multiprocess, values
+from prometheus_client import multiprocess
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
+
+from telemetry.metrics.prometheus_internals import multiprocess_values
 
 _FILE_PREFIX = "telemetry_exemplars_"
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -57,7 +59,7 @@ def multiprocess_dir() -> str | None:
     then would report nothing. Both conditions must hold.
     """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not directory or not getattr(values.ValueClass, "_multiprocess", False):
+    if not directory or not multiprocess_values():
         return None
     return directory
 

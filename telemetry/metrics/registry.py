@@ -18,45 +18,26 @@ every worker instead, see ``telemetry.metrics.multiprocess`` for the design and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from time import time
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
-from prometheus_client.samples import Exemplar
 
-from telemetry.metrics import dependencies as _dependencies
-
-# The middleware, /metrics serving and the exemplar helpers live in metrics.asgi; they are
-# re-exported so ``telemetry.metrics`` stays their import path.
-from telemetry.metrics.asgi import (
-    MetricsMiddleware,
-    current_exemplar,
-    kept_exemplar,
-)
+from telemetry.metrics import dependencies
+from telemetry.metrics.asgi import MetricsMiddleware
 from telemetry.metrics.cardinality import LabelGuard, RouteResolver, normalize_method
+from telemetry.metrics.exemplars import SharedExemplars, current_exemplar
 from telemetry.metrics.multiprocess import (
     ExemplarStore,
     MultiProcessExemplarCollector,
-    bucket_bound,
-    mark_process_dead,
     multiprocess_dir,
-    sample_key,
 )
+from telemetry.metrics.pipeline import PipelineMetrics
 from telemetry.shared import ASGIApp
 
-__all__ = [
-    "DEFAULT_APDEX_THRESHOLD_S",
-    "MetricsMiddleware",
-    "PipelineMetrics",
-    "TelemetryMetrics",
-    "current_exemplar",
-    "kept_exemplar",
-    "mark_process_dead",
-    "request_buckets",
-]
+__all__ = ["DEFAULT_APDEX_THRESHOLD_S", "TelemetryMetrics", "request_buckets"]
 
 DEFAULT_APDEX_THRESHOLD_S = 0.5
 _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -77,45 +58,6 @@ def request_buckets(
         raise ValueError(f"apdex_threshold_s must be > 0, got {apdex_threshold_s}")
     # Rounded so a bound prints as le="1.2", never le="1.2000000000000002".
     return tuple(sorted({*base, round(apdex_threshold_s, 9), round(4 * apdex_threshold_s, 9)}))
-
-
-class PipelineMetrics:
-    """Health of the telemetry pipeline itself; the exporter and transport wrappers call it."""
-
-    def __init__(self, registry: CollectorRegistry, guard: LabelGuard) -> None:
-        self._guard = guard
-
-        def counter(name: str, documentation: str, labels: list[str]) -> Counter:
-            return Counter(name, documentation, labels, registry=registry)
-
-        self._exported = counter("telemetry_spans_exported", "Spans a sink accepted.", ["sink"])
-        self._failed = counter("telemetry_spans_failed", "Spans a sink failed to take.", ["sink"])
-        self._dropped = counter(
-            "telemetry_spans_dropped", "Spans dropped (queue full or shut down).", ["sink"]
-        )
-        self._sent = counter("telemetry_sentry_events_sent", "Items sentry-sdk sent.", ["kind"])
-        self._lost = counter(
-            "telemetry_sentry_events_dropped", "Items sentry-sdk discarded.", ["kind", "reason"]
-        )
-
-    def _bound(self, counter: Counter, label: str, value: str) -> str:
-        return self._guard.bound(f"{counter._name}_total", label, value)
-
-    def spans_exported(self, sink: str, count: int = 1) -> None:
-        self._exported.labels(self._bound(self._exported, "sink", sink)).inc(count)
-
-    def spans_failed(self, sink: str, count: int = 1) -> None:
-        self._failed.labels(self._bound(self._failed, "sink", sink)).inc(count)
-
-    def spans_dropped(self, sink: str, count: int = 1) -> None:
-        self._dropped.labels(self._bound(self._dropped, "sink", sink)).inc(count)
-
-    def sentry_event_sent(self, kind: str, count: int = 1) -> None:
-        self._sent.labels(self._bound(self._sent, "kind", kind)).inc(count)
-
-    def sentry_event_dropped(self, kind: str, reason: str, count: int = 1) -> None:
-        kind = self._bound(self._lost, "kind", kind)
-        self._lost.labels(kind, self._bound(self._lost, "reason", reason)).inc(count)
 
 
 class _Union:
@@ -164,7 +106,8 @@ class TelemetryMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.buckets = request_buckets(apdex_threshold_s)
         mp_dir = multiprocess_dir()
-        self._store = ExemplarStore(mp_dir, exemplar_flush_interval_s) if mp_dir else None
+        store = ExemplarStore(mp_dir, exemplar_flush_interval_s) if mp_dir else None
+        self._shared = SharedExemplars(store) if store is not None else None
         r = self.registry
         self._overflow = Counter(
             "telemetry_metric_label_overflow",
@@ -218,8 +161,8 @@ class TelemetryMetrics:
         )
         build.labels(service, version, environment, release or f"{service}@{version}").set(1)
         self.pipeline = PipelineMetrics(r, self.guard)
-        if self._store is not None and mp_dir:
-            self._exposed: Any = MultiProcessExemplarCollector(mp_dir, self._store)
+        if store is not None and mp_dir:
+            self._exposed: Any = MultiProcessExemplarCollector(mp_dir, store)
         elif include_default_registry and self.registry is not REGISTRY:
             self._exposed = _Union(self.registry, REGISTRY)
         else:
@@ -235,24 +178,20 @@ class TelemetryMetrics:
             child = self._children[(metric, values)] = metric.labels(*values)
         return child
 
-    def _shared_exemplar(
-        self, metric: Any, sample: str, values: tuple[str, ...], ex: dict[str, str], value: float,
-        le: str | None = None,
-    ) -> None:  # fmt: skip
-        # Multiprocess mode: prometheus-client drops exemplars, the shared store keeps them.
-        if self._store is not None:
-            labels = dict(zip(metric._labelnames, values, strict=True))
-            if le is not None:
-                labels["le"] = le
-            self._store.record(sample_key(sample, labels), Exemplar(ex, value, time()))
-
     def _observe(
         self, hist: Histogram, values: tuple[str, ...], value: float, ex: dict[str, str] | None
     ) -> None:
         self._child(hist, values).observe(value, exemplar=ex)
-        if ex is not None and self._store is not None:
-            le = bucket_bound(hist._upper_bounds, value)
-            self._shared_exemplar(hist, f"{hist._name}_bucket", values, ex, value, le)
+        if ex is not None and self._shared is not None:
+            self._shared.observed(hist, values, ex, value)
+
+    def in_progress(self, method: str) -> Any:
+        """The in-progress gauge of ``method`` (already normalised) for this service."""
+        return self._child(self._in_progress, (self.service, method))
+
+    def route_template(self, scope: MutableMapping[str, Any], root_path: str, app: Any) -> str:
+        """The route template a request matched (``<unmatched>`` when none did)."""
+        return self._routes.template(scope, root_path, app)
 
     def record_request(
         self, method: str, route: str, status_code: str, duration_s: float,
@@ -265,8 +204,8 @@ class TelemetryMetrics:
         status_code = guard.bound(_REQUESTS, "status_code", status_code)
         values = (self.service, method, route, status_code)
         self._child(self._requests, values).inc(exemplar=exemplar)
-        if exemplar is not None:
-            self._shared_exemplar(self._requests, _REQUESTS, values, exemplar, 1.0)
+        if exemplar is not None and self._shared is not None:
+            self._shared.counted(self._requests, _REQUESTS, values, exemplar)
         self._observe(self._duration, values, duration_s, exemplar)
         if exception_type is not None:
             kind = guard.bound(_EXCEPTIONS, "exception_type", exception_type)
@@ -311,7 +250,7 @@ class TelemetryMetrics:
     def instrument_dependencies(self) -> list[str]:
         """Record every httpx, SQLAlchemy and redis call, sampled or not; returns the libraries
         found. Before or after OpenTelemetry's instrumentors, see ``dependencies``."""
-        return _dependencies.instrument(self)
+        return dependencies.instrument(self)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition and its content type: OpenMetrics (the only format that carries
@@ -321,6 +260,6 @@ class TelemetryMetrics:
 
     def close(self) -> None:
         """Stop recording dependency calls into this instance and flush shared exemplars."""
-        _dependencies.uninstrument(self)
-        if self._store is not None:
-            self._store.close()
+        dependencies.uninstrument(self)
+        if self._shared is not None:
+            self._shared.close()

@@ -19,7 +19,7 @@ from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
-from telemetry.metrics.registry import TelemetryMetrics
+from telemetry.metrics import TelemetryMetrics
 
 
 @pytest.fixture

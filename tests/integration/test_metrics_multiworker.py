@@ -32,7 +32,7 @@ APP = textwrap.dedent(
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.sdk.trace import TracerProvider
 
-    from telemetry.metrics.registry import TelemetryMetrics
+    from telemetry.metrics import TelemetryMetrics
 
     app = FastAPI()
     metrics = TelemetryMetrics("multiworker", "1.0.0", "test", exemplar_flush_interval_s=0.2)
