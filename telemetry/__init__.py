@@ -12,7 +12,7 @@ from telemetry.api import (
 )
 from telemetry.settings import TelemetryConfigError, TelemetrySettings
 from telemetry.setup import TelemetryHandle, setup_telemetry
-from telemetry.tracing.instrumentation import MissingExtraError
+from telemetry.tracing import MissingExtraError
 
 __all__ = [
     "MissingExtraError",

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from telemetry.doctor.run import (
+from telemetry.doctor import (
     DEFAULT_TIMEOUT_S,
     CheckResult,
     Status,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from sentry_sdk.utils import Auth
+
 __all__ = ["ParsedDsn", "parse_dsn"]
 
 
@@ -24,6 +26,18 @@ class ParsedDsn:
     def redacted(self) -> str:
         """The DSN without its key: safe for logs."""
         return f"{self.scheme}://***@{self.host}{self.path_prefix}/{self.project_id}"
+
+    def auth_header(self, client: str | None = None) -> str:
+        """The ``X-Sentry-Auth`` value for this DSN, as sentry-sdk builds it."""
+        auth = Auth(
+            scheme=self.scheme,
+            host=self.host,
+            project_id=self.project_id,
+            public_key=self.public_key,
+            client=client,
+            path=f"{self.path_prefix}/",
+        )
+        return auth.to_header()
 
     @property
     def otlp_traces_url(self) -> str:

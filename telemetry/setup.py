@@ -29,39 +29,42 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry import api
-from telemetry.logs.install import install_logging, log_lifecycle
-from telemetry.metrics.registry import TelemetryMetrics
+from telemetry.dsn import parse_dsn
+from telemetry.logs import install_logging, log_lifecycle
+from telemetry.metrics import TelemetryMetrics
 from telemetry.profile import Profile, resolve_profile
 from telemetry.scrubbing import ScrubbingPolicy
-from telemetry.sentry.asgi import RequestContextMiddleware, fork_request_scope
-from telemetry.sentry.client import (
-    SentrySpanProcessor,
+from telemetry.sentry import (
+    EventScrubber,
+    RequestContextMiddleware,
+    build_before_send,
+    counting_transport,
+    envelope_span_processor,
+    fork_request_scope,
     init_sentry,
     profiler_span_attributes,
     sentry_otlp_target,
 )
-from telemetry.sentry.events import build_before_send, counting_transport
-from telemetry.sentry.scrubbing import EventScrubber
-from telemetry.settings import (
-    SentryTracesMode,
-    TelemetrySettings,
-    load_settings,
-    parse_dsn,
-)
-from telemetry.tracing.fanout import FanOutExporter, OTLPHttpTarget
-from telemetry.tracing.instrumentation import Instrumented, instrument_fastapi, instrument_libraries
-from telemetry.tracing.propagation import DynamicSamplingContext, TelemetryPropagator
-from telemetry.tracing.provider import (
+from telemetry.settings import SentryTracesMode, TelemetrySettings, load_settings
+from telemetry.shared import NullCounters, OTLPHttpTarget
+from telemetry.tracing import (
     BoundedBatchSpanProcessor,
-    NullCounters,
+    DynamicSamplingContext,
+    FanOutExporter,
+    Instrumented,
+    RouteAwareSampler,
+    RoutePatterns,
+    ScrubbingSpanExporter,
     SpanAttributeSetter,
+    TelemetryPropagator,
     build_tracer_provider,
+    instrument_fastapi,
+    instrument_libraries,
     jaeger_exporter,
+    scrub_span,
     shutdown_within,
     sink_processor,
 )
-from telemetry.tracing.sampling import RouteAwareSampler, RoutePatterns
-from telemetry.tracing.scrubbing import ScrubbingSpanExporter, scrub_span
 
 __all__ = ["TelemetryHandle", "setup_telemetry"]
 
@@ -238,12 +241,12 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
             )
         )
     if settings.file_sink_dir is not None:
-        from telemetry.file_sinks.files import OTLPJsonFileSpanExporter
+        from telemetry.file_sinks import OTLPJsonFileSpanExporter
 
         file_exporter = OTLPJsonFileSpanExporter(settings.file_sink_dir / "spans.otlp.jsonl")
         processors.append(sink_processor("file", file_exporter, settings, counters, scrubbed)[0])
     if sentry_mode is SentryTracesMode.ENVELOPE:
-        processors.append(SentrySpanProcessor())
+        processors.append(envelope_span_processor())
 
     _declare_pipeline_series(counters, processors, profile.sentry_enabled)
     sampler = RouteAwareSampler(
@@ -292,7 +295,7 @@ def _start_sentry(
         dsn = settings.sentry_dsn.get_secret_value()
         transport: Any = counting_transport(counters)
     else:
-        from telemetry.file_sinks.files import SentryFileTransport
+        from telemetry.file_sinks import SentryFileTransport
 
         assert settings.file_sink_dir is not None
         dsn = _FILE_SINK_DSN

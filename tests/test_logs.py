@@ -20,14 +20,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from uvicorn.config import LOGGING_CONFIG
 
-from telemetry.logs import install as logs
-from telemetry.logs.install import (
+from telemetry.logs import (
     ConsoleFormatter,
     JsonFormatter,
     TraceContextFilter,
     install_logging,
     log_lifecycle,
 )
+from telemetry.logs import install as logs
 from telemetry.scrubbing import ScrubbingPolicy
 from telemetry.sentry.scrubbing import EventScrubber
 

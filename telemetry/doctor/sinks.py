@@ -7,7 +7,6 @@ call is bounded by the caller's timeout; no DSN key is ever printed.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import socket
 import time
@@ -22,6 +21,7 @@ from telemetry.doctor.checks import (
     http_request,
 )
 from telemetry.profile import resolve_profile
+from telemetry.sentry import recording_transport_class
 from telemetry.settings import (
     Environment,
     ParsedDsn,
@@ -62,38 +62,6 @@ def sentry_checks(settings: TelemetrySettings, send: bool, timeout: float) -> li
     return results
 
 
-def _recording_transport(timeout: float) -> type:
-    """An HTTP transport that remembers each response status and network error, so the
-    outcome of the test event is known instead of guessed from a silent flush."""
-    from sentry_sdk.transport import HttpTransport
-
-    class RecordingTransport(HttpTransport):
-        TIMEOUT = math.ceil(timeout)  # urllib3's total timeout of one request
-
-        def __init__(self, options: dict[str, Any]) -> None:
-            super().__init__(options)
-            self.statuses: list[int] = []
-            self.errors: list[BaseException] = []
-            self.lost: list[str] = []
-
-        def _request(self, method: str, endpoint_type: Any, body: Any, headers: Any) -> Any:
-            try:
-                response = super()._request(method, endpoint_type, body, headers)
-            except Exception as error:
-                self.errors.append(error)
-                raise
-            self.statuses.append(response.status)
-            return response
-
-        def record_lost_event(
-            self, reason: str, data_category: Any = None, item: Any = None, *, quantity: int = 1
-        ) -> None:
-            self.lost.append(reason)
-            super().record_lost_event(reason, data_category, item, quantity=quantity)
-
-    return RecordingTransport
-
-
 def _send_test_event(settings: TelemetrySettings, dsn: ParsedDsn, timeout: float) -> CheckResult:
     import sentry_sdk
 
@@ -102,7 +70,7 @@ def _send_test_event(settings: TelemetrySettings, dsn: ParsedDsn, timeout: float
     # its scope data are left untouched, and no integration is installed.
     client = sentry_sdk.Client(
         dsn=settings.sentry_dsn.get_secret_value(),
-        transport=_recording_transport(timeout),
+        transport=recording_transport_class(timeout),
         environment=settings.environment.value,
         release=settings.release,
         sample_rate=1.0,
@@ -281,8 +249,7 @@ def _send_test_span(settings: TelemetrySettings, timeout: float) -> CheckResult:
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
     from opentelemetry.trace import format_trace_id
 
-    from telemetry.tracing.instrumentation import MissingExtraError
-    from telemetry.tracing.provider import build_resource, jaeger_exporter
+    from telemetry.tracing import MissingExtraError, build_resource, jaeger_exporter
 
     name = "otlp.jaeger.test-span"
     bounded = settings.model_copy(update={"export_timeout_seconds": timeout})
@@ -316,7 +283,7 @@ def _probe_sentry_otlp(dsn: ParsedDsn, timeout: float) -> CheckResult:
     name = "otlp.sentry"
     headers = {
         **_PROTOBUF,
-        "X-Sentry-Auth": f"Sentry sentry_key={dsn.public_key}, sentry_version=7",
+        "X-Sentry-Auth": dsn.auth_header(),
     }
     # The key travels in the header only, so the URL is safe to print.
     shown = dsn.otlp_traces_url

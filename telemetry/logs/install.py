@@ -28,16 +28,15 @@ from typing import IO, Any, Literal
 from sentry_sdk.integrations import logging as sentry_logging
 from sentry_sdk.scope import add_global_event_processor
 
-# Record enrichment lives in logs.records; its public names stay importable from here.
 from telemetry.logs.records import (
-    _OWN_ATTRS,
-    _adopt_record_event_id,
-    _RecordFactory,
-    _sentry_ignored,
+    OWN_ATTRS,
+    RecordFactory,
+    TraceContextFilter,
+    adopt_record_event_id,
+    enrich_record,
+    sentry_ignored,
 )
-from telemetry.logs.records import TraceContextFilter as TraceContextFilter
-from telemetry.logs.records import enrich_record as enrich_record
-from telemetry.scrubbing.policy import ScrubbingPolicy
+from telemetry.scrubbing import ScrubbingPolicy
 from telemetry.shared import PIPELINE_LOGGERS
 
 LogFormat = Literal["auto", "json", "console"]
@@ -60,7 +59,7 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {
         k: v
         for k, v in vars(record).items()
-        if k not in _STANDARD_ATTRS and k not in _OWN_ATTRS and not k.startswith("_")
+        if k not in _STANDARD_ATTRS and k not in OWN_ATTRS and not k.startswith("_")
     }
 
 
@@ -166,7 +165,7 @@ def log_lifecycle(event: str, **fields: Any) -> None:
     message = " ".join([event, *(f"{k}={_kv(v)}" for k, v in present.items())])
     # A key equal to a LogRecord attribute would make logging raise: suffix it.
     extra: dict[str, Any] = {
-        (f"{k}_" if k in _STANDARD_ATTRS or k in _OWN_ATTRS else k): v for k, v in present.items()
+        (f"{k}_" if k in _STANDARD_ATTRS or k in OWN_ATTRS else k): v for k, v in present.items()
     }
     extra["event"] = event
     extra[_LIFECYCLE] = True
@@ -266,7 +265,7 @@ def install_logging(
         handle = LoggingHandle(resolved, handler)
         undo = handle._undo
 
-        factory = _RecordFactory(logging.getLogRecordFactory(), policy)
+        factory = RecordFactory(logging.getLogRecordFactory(), policy)
         logging.setLogRecordFactory(factory)
 
         def restore_factory() -> None:
@@ -304,12 +303,12 @@ def install_logging(
             pipeline.setLevel(logging.INFO)
 
         for pattern in PIPELINE_LOGGERS:
-            if pattern not in _sentry_ignored():
+            if pattern not in sentry_ignored():
                 sentry_logging.ignore_logger(pattern)
                 undo.append(partial(sentry_logging.unignore_logger, pattern))
 
         if not _processor_registered:  # process-wide and not removable: register once
-            add_global_event_processor(_adopt_record_event_id)
+            add_global_event_processor(adopt_record_event_id)
             _processor_registered = True
 
         _installed = handle

@@ -19,12 +19,19 @@ import sentry_sdk
 from opentelemetry import trace
 from sentry_sdk.integrations import logging as sentry_logging
 
-from telemetry.scrubbing.policy import ScrubbingPolicy
+from telemetry.scrubbing import ScrubbingPolicy
 
-__all__ = ["TraceContextFilter", "enrich_record"]
+__all__ = [
+    "OWN_ATTRS",
+    "RecordFactory",
+    "TraceContextFilter",
+    "adopt_record_event_id",
+    "enrich_record",
+    "sentry_ignored",
+]
 
 # What enrichment adds to a record (formatters and extra= handling must tell them apart).
-_OWN_ATTRS = frozenset({"trace_id", "span_id", "trace_sampled", "sentry_event_id"})
+OWN_ATTRS = frozenset({"trace_id", "span_id", "trace_sampled", "sentry_event_id"})
 _DONE = "_telemetry_enriched"
 _PLAIN = logging.Formatter()
 
@@ -86,7 +93,7 @@ def _sentry_event_level() -> int | None:
     return handler.level if isinstance(handler, logging.Handler) else None
 
 
-def _sentry_ignored() -> set[str]:
+def sentry_ignored() -> set[str]:
     # sentry-sdk keeps its ignore list private; read it defensively across versions.
     ignored = getattr(sentry_logging, "_IGNORED_LOGGERS", None)
     return ignored if isinstance(ignored, set) else set()
@@ -96,19 +103,19 @@ def _assign_sentry_event_id(record: logging.LogRecord) -> None:
     # sentry-sdk captures a record as an event *after* the logger's own handlers have
     # written it (its patched Logger.callHandlers calls them first), so the log line
     # cannot read the id back. Instead the id is chosen here, before any handler runs,
-    # and _adopt_record_event_id makes the Sentry event use it.
+    # and adopt_record_event_id makes the Sentry event use it.
     if record.levelno < logging.WARNING:
         return
     level = _sentry_event_level()
     if level is None or record.levelno < level:
         return
     name = record.name.strip()
-    if any(fnmatch(name, pattern) for pattern in _sentry_ignored()):
+    if any(fnmatch(name, pattern) for pattern in sentry_ignored()):
         return
     record.sentry_event_id = uuid.uuid4().hex
 
 
-def _adopt_record_event_id(event: Any, hint: Any) -> Any:
+def adopt_record_event_id(event: Any, hint: Any) -> Any:
     """Global Sentry event processor: an event made from a log record takes its id."""
     record = hint.get("log_record") if isinstance(hint, dict) else None
     event_id = getattr(record, "sentry_event_id", None)
@@ -132,7 +139,7 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
-class _RecordFactory:
+class RecordFactory:
     def __init__(self, previous: Callable[..., logging.LogRecord], policy: ScrubbingPolicy):
         self.previous = previous
         self.policy = policy

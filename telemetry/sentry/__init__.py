@@ -2,14 +2,22 @@
 scope, and the Sentry arm of the span fan-out (``otlp`` or ``envelope``)."""
 
 from telemetry.sentry.asgi import RequestContextMiddleware, fork_request_scope
-from telemetry.sentry.client import init_sentry, sentry_otlp_target
-from telemetry.sentry.events import build_before_send, counting_transport
+from telemetry.sentry.client import init_sentry, profiler_span_attributes, sentry_otlp_target
+from telemetry.sentry.envelope import envelope_span_processor
+from telemetry.sentry.events import build_before_send
+from telemetry.sentry.scrubbing import EventScrubber
+from telemetry.sentry.sdk_internals import recording_transport_class
+from telemetry.sentry.transport import counting_transport
 
 __all__ = [
+    "EventScrubber",
     "RequestContextMiddleware",
     "build_before_send",
     "counting_transport",
+    "envelope_span_processor",
     "fork_request_scope",
     "init_sentry",
+    "profiler_span_attributes",
+    "recording_transport_class",
     "sentry_otlp_target",
 ]

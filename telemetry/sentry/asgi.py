@@ -8,7 +8,7 @@ stack):
   while serving it stay on it.
 * ``RequestContextMiddleware`` captures an unhandled exception while the server span is
   still current, so the event carries its trace id and span id. sentry-sdk's Starlette
-  middleware would run outside OTel's and capture after the span ended (DESIGN trap 3),
+  middleware would run outside OTel's and capture after the span ended (random trace id),
   and it costs time on every request, so it is not used.
 """
 
@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import sentry_sdk
-from sentry_sdk import scope as sentry_scope_module
 from sentry_sdk.utils import event_from_exception
 
+from telemetry.sentry.sdk_internals import set_isolation_scope
 from telemetry.shared import ASGIApp, Receive, Scope, Send
 
 __all__ = ["RequestContextMiddleware", "fork_request_scope"]
@@ -39,7 +39,7 @@ def fork_request_scope(span: Any, scope: Scope) -> None:
     # Only the isolation scope: user, tags and context land there. The current scope is
     # left shared (forking it too doubled this hook's cost), as the facade's one-event
     # context uses a scope of its own.
-    sentry_scope_module._isolation_scope.set(isolation)
+    set_isolation_scope(isolation)
 
 
 class RequestContextMiddleware:

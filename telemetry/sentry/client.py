@@ -16,9 +16,6 @@ import logging
 from typing import Any, cast
 
 import sentry_sdk
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanKind, format_span_id
 from sentry_sdk.consts import VERSION as SENTRY_SDK_VERSION
 from sentry_sdk.integrations import Integration
 from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
@@ -31,11 +28,9 @@ from telemetry.sentry.events import (
     remember_failing_spans,
 )
 from telemetry.settings import SentryTracesMode, TelemetrySettings, parse_dsn
-from telemetry.shared import PIPELINE_LOGGERS, TRANSACTION_ATTRIBUTE
-from telemetry.tracing.fanout import OTLPHttpTarget
+from telemetry.shared import PIPELINE_LOGGERS, OTLPHttpTarget
 
 __all__ = [
-    "SentrySpanProcessor",
     "init_sentry",
     "profiler_span_attributes",
     "sentry_otlp_target",
@@ -44,40 +39,12 @@ __all__ = [
 logger = logging.getLogger("telemetry.sentry")
 
 
-# -- the Sentry arm of the span fan-out ------------------------------------------------------
-
-
-class SentrySpanProcessor(SpanProcessor):
-    """The Sentry arm of the fan-out in ``envelope`` mode: sentry-sdk's envelope processor,
-    limited to what is a transaction for a user. (In ``otlp`` mode the arm is
-    :func:`sentry_otlp_target`, one target of the shared OTLP fan-out.)"""
-
-    def __init__(self) -> None:
-        self._delegate = _EnvelopeSpanProcessor()
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        self._delegate.on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self._delegate.on_end(span)
-
-    def shutdown(self) -> None:
-        self._delegate.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        sentry_sdk.get_client().flush(timeout=timeout_millis / 1000)
-        return True
-
-
 def sentry_otlp_target(settings: TelemetrySettings) -> OTLPHttpTarget:
     """The Sentry arm in ``otlp`` mode: the project's OTLP endpoint derived from the DSN,
     with its auth header. A server without OTLP ingestion switches the arm off, once."""
     assert settings.sentry_dsn is not None
     dsn = parse_dsn(settings.sentry_dsn.get_secret_value())
-    auth = (
-        f"Sentry sentry_key={dsn.public_key}, sentry_version=7, "
-        f"sentry_client=telemetry/sentry.python/{SENTRY_SDK_VERSION}"
-    )
+    auth = dsn.auth_header(client=f"telemetry/sentry.python/{SENTRY_SDK_VERSION}")
     return OTLPHttpTarget(
         sink="sentry",
         endpoint=dsn.otlp_traces_url,
@@ -88,59 +55,6 @@ def sentry_otlp_target(settings: TelemetrySettings) -> OTLPHttpTarget:
             "set TELEMETRY_SENTRY_TRACES=envelope for this server, or off"
         ),
     )
-
-
-def _envelope_base() -> type[SpanProcessor]:
-    from sentry_sdk.integrations.opentelemetry.span_processor import (
-        SentrySpanProcessor as SdkSentrySpanProcessor,
-    )
-
-    return SdkSentrySpanProcessor
-
-
-class _EnvelopeSpanProcessor(_envelope_base()):  # type: ignore[misc]
-    """sentry-sdk's envelope processor, limited to what is a transaction for a user.
-
-    Left alone it makes every parentless OTel span a transaction: start-up DB connects,
-    scrapes, stray background work. Here only server/consumer spans, spans continuing a
-    remote caller and explicit ``start_transaction`` spans start a transaction; their
-    descendants become its child spans.
-    """
-
-    def on_start(self, otel_span: Any, parent_context: Context | None = None) -> None:
-        parent = otel_span.parent
-        if parent is None or parent.is_remote:
-            if not _is_transaction_root(otel_span):
-                return
-        elif format_span_id(parent.span_id) not in self.otel_span_map:
-            return
-        super().on_start(otel_span, parent_context)
-
-    def _update_span_with_otel_data(self, sentry_span: Any, otel_span: Any) -> None:
-        super()._update_span_with_otel_data(sentry_span, otel_span)
-        _apply_sentry_op(sentry_span, otel_span)
-
-    def _update_transaction_with_otel_data(self, sentry_span: Any, otel_span: Any) -> None:
-        super()._update_transaction_with_otel_data(sentry_span, otel_span)
-        _apply_sentry_op(sentry_span, otel_span)
-
-
-def _is_transaction_root(span: ReadableSpan) -> bool:
-    if span.kind in (SpanKind.SERVER, SpanKind.CONSUMER):
-        return True
-    if span.parent is not None and span.parent.is_remote:
-        return True
-    return bool((span.attributes or {}).get(TRANSACTION_ATTRIBUTE))
-
-
-def _apply_sentry_op(sentry_span: Any, otel_span: ReadableSpan) -> None:
-    attributes = otel_span.attributes or {}
-    op = attributes.get("sentry.op")
-    if isinstance(op, str):
-        sentry_span.op = op
-    description = attributes.get("sentry.description")
-    if isinstance(description, str):
-        sentry_span.description = description
 
 
 def init_sentry(
@@ -207,7 +121,7 @@ def init_sentry(
     if mode is SentryTracesMode.ENVELOPE:
         from sentry_sdk.scope import register_external_propagation_context
 
-        # Errors of unsampled requests still carry the OTel trace id (DESIGN trap 4).
+        # Without it, errors of unsampled requests would get a random trace id.
         register_external_propagation_context(otel_trace_context)
     remember_failing_spans()
     if options:

@@ -1,36 +1,28 @@
-"""What happens to an error event before it leaves the process: the project's filters,
-the link to the span that failed, and the counting transport that feeds ``/metrics``."""
+"""What happens to an error event before it leaves the process: the project's filters, the
+link to the span that failed, and the OTel trace context of events captured outside
+sentry-sdk's tracing."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import INVALID_SPAN_ID, format_span_id, format_trace_id
 from opentelemetry.trace import get_current_span as otel_current_span
-from sentry_sdk.transport import HttpTransport, Transport
 
 from telemetry.settings import BeforeSend
-from telemetry.tracing.provider import PipelineCounters
 
 __all__ = [
     "IGNORED_EXCEPTIONS",
-    "SentryCounters",
     "build_before_send",
-    "counting_transport",
     "otel_trace_context",
     "remember_failing_spans",
 ]
 
 IGNORED_EXCEPTIONS: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit)
 EventHook = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None]
-
-
-class SentryCounters(PipelineCounters, Protocol):
-    def sentry_event_sent(self, kind: str, count: int = 1) -> None: ...
-    def sentry_event_dropped(self, kind: str, reason: str, count: int = 1) -> None: ...
 
 
 def _is_ignored(exc: BaseException) -> bool:
@@ -132,31 +124,3 @@ def otel_trace_context() -> tuple[str, str] | None:
     if not ctx.is_valid or ctx.span_id == INVALID_SPAN_ID:
         return None
     return format_trace_id(ctx.trace_id), format_span_id(ctx.span_id)
-
-
-# -- transport ---------------------------------------------------------------------------
-
-
-def counting_transport(counters: SentryCounters, base: type[Transport] = HttpTransport) -> type:
-    """A transport class that reports sent and lost envelopes items to ``/metrics``."""
-
-    class CountingTransport(base):  # type: ignore[valid-type,misc]
-        def _handle_response(self, response: Any, envelope: Any) -> None:
-            if envelope is not None and 200 <= response.status < 300:
-                for item in envelope.items:
-                    counters.sentry_event_sent(item.data_category or item.type or "unknown", 1)
-            super()._handle_response(response=response, envelope=envelope)
-
-        def record_lost_event(
-            self,
-            reason: str,
-            data_category: Any = None,
-            item: Any = None,
-            *,
-            quantity: int = 1,
-        ) -> None:
-            kind = (item.data_category if item is not None else data_category) or "unknown"
-            counters.sentry_event_dropped(str(kind), reason, quantity)
-            super().record_lost_event(reason, data_category, item, quantity=quantity)
-
-    return CountingTransport

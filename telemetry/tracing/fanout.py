@@ -14,15 +14,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
 import requests
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from telemetry.tracing.provider import PipelineCounters, SinkHealth
+from telemetry.shared import OTLPHttpTarget, PipelineCounters
+from telemetry.tracing.health import SinkHealth
 
 __all__ = ["FanOutExporter", "OTLPHttpTarget"]
 
@@ -30,19 +30,6 @@ logger = logging.getLogger("telemetry.pipeline")
 
 _RETRYABLE = frozenset({429, 502, 503, 504})
 _BACKOFF_S = (0.5, 1.0)
-
-
-@dataclass(frozen=True)
-class OTLPHttpTarget:
-    """Where one sink takes OTLP/HTTP protobuf, and what a refusal of OTLP means there."""
-
-    sink: str
-    endpoint: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    #: Statuses meaning "this server has no OTLP ingestion": the sink is switched off with
-    #: this message (one warning) instead of failing every batch.
-    no_ingestion_statuses: frozenset[int] = frozenset()
-    no_ingestion_message: str = ""
 
 
 class _Sender:

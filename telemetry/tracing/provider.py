@@ -1,32 +1,32 @@
-"""The OpenTelemetry side: provider, resource, and the export pipeline of each sink.
+"""The OpenTelemetry side: provider, resource, and the bounded batch queue of each sink.
 
-Every sink gets the same chain, so a sink in trouble looks the same everywhere::
+Two export chains, with the same health accounting (``health``) so a sink in trouble
+looks the same in ``/metrics`` and the logs either way:
 
-    BoundedBatchSpanProcessor (bounded queue, counts drops)
-      -> MonitoredSpanExporter (counts exported/failed, logs a failing sink once)
-        -> scrubbing exporter (one policy for every sink)
-          -> the sink's exporter (OTLP http/protobuf or gRPC, file, ...)
+* OTLP/HTTP sinks (Jaeger or the Collector, Sentry's OTLP endpoint) share one queue and
+  one scrub-and-encode per batch, then one sender each (``fanout``);
+* any other exporter (OTLP gRPC, the file sink) gets a chain of its own
+  (:func:`sink_processor`): bounded queue -> ``MonitoredSpanExporter`` -> scrubbing
+  exporter -> the exporter.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from telemetry.settings import TelemetrySettings
+from telemetry.shared import PipelineCounters
+from telemetry.tracing.health import MonitoredSpanExporter
 
 __all__ = [
     "BoundedBatchSpanProcessor",
-    "MonitoredSpanExporter",
-    "PipelineCounters",
     "build_resource",
     "build_tracer_provider",
     "jaeger_exporter",
@@ -38,33 +38,6 @@ logger = logging.getLogger("telemetry.pipeline")
 ExporterWrapper = Callable[[SpanExporter], SpanExporter]
 
 
-class PipelineCounters(Protocol):
-    """The self-metrics the pipeline reports (implemented by ``telemetry.metrics``)."""
-
-    def spans_exported(self, sink: str, count: int) -> None: ...
-    def spans_failed(self, sink: str, count: int) -> None: ...
-    def spans_dropped(self, sink: str, count: int) -> None: ...
-
-
-class NullCounters:
-    """Counts nothing: the pipeline when metrics are off."""
-
-    def spans_exported(self, sink: str, count: int = 1) -> None:
-        return None
-
-    def spans_failed(self, sink: str, count: int = 1) -> None:
-        return None
-
-    def spans_dropped(self, sink: str, count: int = 1) -> None:
-        return None
-
-    def sentry_event_sent(self, kind: str, count: int = 1) -> None:
-        return None
-
-    def sentry_event_dropped(self, kind: str, reason: str, count: int = 1) -> None:
-        return None
-
-
 def build_resource(settings: TelemetrySettings) -> Resource:
     return Resource.create(
         {
@@ -74,83 +47,6 @@ def build_resource(settings: TelemetrySettings) -> Resource:
             "deployment.environment.name": settings.environment.value,
         }
     )
-
-
-class SinkHealth:
-    """What one sink accepted, refused or never got, in ``/metrics``; and one log line when
-    it starts failing and one when it recovers, instead of one per batch."""
-
-    def __init__(self, sink: str, counters: PipelineCounters) -> None:
-        self.sink = sink
-        self.counters = counters
-        self.failing = False
-        self.reported_failing = False
-        self.last_report = -float("inf")
-        self.quiet_period_s = 60.0
-        self.disabled_reason: str | None = None
-
-    def succeeded(self, count: int) -> None:
-        self.counters.spans_exported(self.sink, count)
-        if self.failing:
-            self.failing = False
-            if self.reported_failing:
-                self.reported_failing = False
-                logger.warning("telemetry_sink_recovered sink=%s", self.sink)
-
-    def failed(self, count: int) -> None:
-        self.counters.spans_failed(self.sink, count)
-        if self.failing or self.disabled_reason is not None:
-            return
-        self.failing = True
-        # A flapping sink is reported once per quiet period, not at every flip.
-        now = time.monotonic()
-        if not self.reported_failing and now - self.last_report >= self.quiet_period_s:
-            self.reported_failing = True
-            self.last_report = now
-            logger.warning(
-                "telemetry_sink_failing sink=%s: spans are counted in "
-                "telemetry_spans_failed_total until it recovers",
-                self.sink,
-            )
-
-    def dropped(self, count: int) -> None:
-        self.counters.spans_dropped(self.sink, count)
-
-    def disable(self, reason: str) -> None:
-        """Stop sending to this sink for good (e.g. the server has no OTLP ingestion)."""
-        if self.disabled_reason is None:
-            self.disabled_reason = reason
-            logger.warning("telemetry_sink_disabled sink=%s reason=%s", self.sink, reason)
-
-
-class MonitoredSpanExporter(SpanExporter):
-    """A sink's exporter, with its health counted and logged (see ``SinkHealth``)."""
-
-    def __init__(self, sink: str, wrapped: SpanExporter, counters: PipelineCounters) -> None:
-        self.sink = sink
-        self.wrapped = wrapped
-        self.health = SinkHealth(sink, counters)
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self.health.disabled_reason is not None:
-            self.health.dropped(len(spans))
-            return SpanExportResult.FAILURE
-        try:
-            result = self.wrapped.export(spans)
-        except Exception as exc:  # an exporter bug must not kill the export thread
-            logger.debug("exporter for sink %s raised", self.sink, exc_info=exc)
-            result = SpanExportResult.FAILURE
-        if result is SpanExportResult.SUCCESS:
-            self.health.succeeded(len(spans))
-        else:
-            self.health.failed(len(spans))
-        return result
-
-    def shutdown(self) -> None:
-        self.wrapped.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.wrapped.force_flush(timeout_millis)
 
 
 class BoundedBatchSpanProcessor(BatchSpanProcessor):
