@@ -25,9 +25,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
-from telemetry.metrics import dependencies
 from telemetry.metrics.asgi import MetricsMiddleware
 from telemetry.metrics.cardinality import LabelGuard, RouteResolver, normalize_method
+from telemetry.metrics.dependencies import instrument as meter_dependency_calls
+from telemetry.metrics.dependencies import uninstrument as stop_metering_dependency_calls
 from telemetry.metrics.exemplars import SharedExemplars, current_exemplar
 from telemetry.metrics.multiprocess import (
     ExemplarStore,
@@ -250,7 +251,7 @@ class TelemetryMetrics:
     def instrument_dependencies(self) -> list[str]:
         """Record every httpx, SQLAlchemy and redis call, sampled or not; returns the libraries
         found. Before or after OpenTelemetry's instrumentors, see ``dependencies``."""
-        return dependencies.instrument(self)
+        return meter_dependency_calls(self)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition and its content type: OpenMetrics (the only format that carries
@@ -260,6 +261,6 @@ class TelemetryMetrics:
 
     def close(self) -> None:
         """Stop recording dependency calls into this instance and flush shared exemplars."""
-        dependencies.uninstrument(self)
+        stop_metering_dependency_calls(self)
         if self._shared is not None:
             self._shared.close()

@@ -17,8 +17,7 @@ from typing import Any
 
 from sentry_sdk.utils import AnnotatedValue
 
-from telemetry.scrubbing import FILTERED, ScrubbingPolicy
-from telemetry.scrubbing.policy import Wrapper
+from telemetry.scrubbing import FILTERED, ScrubbingPolicy, Wrapper
 
 __all__ = ["EventScrubber"]
 
