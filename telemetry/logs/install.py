@@ -91,10 +91,6 @@ class JsonFormatter(logging.Formatter):
         event_id = getattr(record, "sentry_event_id", None)
         if event_id:
             payload["sentry_event_id"] = event_id
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.policy.scrub_text(
-                self.formatException(record.exc_info), tail=True
-            )
         if record.exc_text:
             payload["exception"] = record.exc_text
         if record.stack_info:
@@ -139,10 +135,6 @@ class ConsoleFormatter(logging.Formatter):
         if event_id:
             parts.append(f"sentry_event_id={event_id}")
         line = " ".join(parts)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.policy.scrub_text(
-                self.formatException(record.exc_info), tail=True
-            )
         if record.exc_text:
             line = f"{line}\n{record.exc_text}"
         if record.stack_info:
