@@ -82,7 +82,7 @@ RELEASE_LINKS = [
 ]
 
 ROUTE_LINKS = [
-    # Error events carry the route template as their transaction (telemetry/_asgi.py).
+    # Error events carry the route template as their transaction (telemetry/sentry/asgi.py).
     sentry_link(
         "Sentry issues of ${__field.labels.route}",
         "transaction%3A%22${__field.labels.route:percentencode}%22",

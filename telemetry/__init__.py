@@ -1,7 +1,6 @@
 """telemetry: one ``setup_telemetry(app)`` for Sentry, Jaeger, Prometheus and Grafana,
 under one trace id. See the README for the configuration contract."""
 
-from telemetry._setup import TelemetryHandle, setup_telemetry
 from telemetry.api import (
     capture_exception,
     capture_message,
@@ -11,8 +10,9 @@ from telemetry.api import (
     start_span,
     start_transaction,
 )
-from telemetry.instrumentation import MissingExtraError
 from telemetry.settings import TelemetryConfigError, TelemetrySettings
+from telemetry.setup import TelemetryHandle, setup_telemetry
+from telemetry.tracing import MissingExtraError
 
 __all__ = [
     "MissingExtraError",

@@ -14,8 +14,7 @@ from typing import Any
 import sentry_sdk
 from opentelemetry import trace
 
-from telemetry.sampling import KEEP_ATTRIBUTE
-from telemetry.sentry import TRANSACTION_ATTRIBUTE
+from telemetry.shared import KEEP_ATTRIBUTE, TRANSACTION_ATTRIBUTE
 
 __all__ = [
     "bind_tracer",

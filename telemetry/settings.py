@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,12 +23,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from telemetry._dsn import ParsedDsn, parse_dsn
+from telemetry.dsn import ParsedDsn, parse_dsn
 
 __all__ = [
     "Environment",
     "ParsedDsn",
-    "Profile",
     "SentryTracesMode",
     "TelemetryConfigError",
     "TelemetrySettings",
@@ -291,60 +289,6 @@ class TelemetrySettings(BaseSettings):
             if sep and key.strip():
                 headers[unquote(key.strip())] = unquote(value.strip())
         return headers
-
-    @property
-    def profile(self) -> Profile:
-        return Profile.resolve(self)
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """What is on, once the environment's defaults and the overrides are combined."""
-
-    environment: Environment
-    sentry_enabled: bool
-    sentry_disabled_reason: str | None
-    traces_sample_rate: float
-    profiles_sample_rate: float
-    export_traces: bool
-
-    @classmethod
-    def resolve(cls, settings: TelemetrySettings) -> Profile:
-        env = settings.environment
-        has_span_sink = bool(
-            settings.jaeger_traces_endpoint or settings.file_sink_dir or settings.sentry_dsn
-        )
-        has_event_sink = bool(settings.sentry_dsn or settings.file_sink_dir)
-        reason: str | None = None
-        if env is Environment.DEVELOPMENT:
-            sentry_enabled = False
-            reason = "development profile" if has_event_sink else "no SENTRY_DSN"
-            export = bool(settings.jaeger_traces_endpoint or settings.file_sink_dir)
-            default_traces = 1.0 if export else 0.0
-            default_profiles = 0.0
-        else:
-            sentry_enabled = has_event_sink
-            reason = None if sentry_enabled else "no SENTRY_DSN"
-            export = has_span_sink
-            default_traces = 1.0 if env is Environment.STAGING else 0.1
-            default_profiles = default_traces
-        if settings.export_mode == "collector":
-            # The Collector tail-samples: the service sends everything (or a floor rate
-            # set by TELEMETRY_TRACES_SAMPLE_RATE) and the decision moves there.
-            export = bool(settings.jaeger_traces_endpoint)
-            default_traces = 1.0 if export else 0.0
-        traces = settings.traces_sample_rate
-        profiles = settings.profiles_sample_rate
-        return cls(
-            environment=env,
-            sentry_enabled=sentry_enabled,
-            sentry_disabled_reason=reason,
-            traces_sample_rate=default_traces if traces is None else traces,
-            profiles_sample_rate=(
-                default_profiles if profiles is None or not sentry_enabled else profiles
-            ),
-            export_traces=export,
-        )
 
 
 def _installed_version(distribution: str) -> str:

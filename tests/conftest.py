@@ -35,7 +35,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def no_telemetry_left_behind() -> Iterator[None]:
     yield
-    from telemetry import _setup
+    from telemetry import setup as _setup
 
     if _setup._active is not None:
         _setup._active.shutdown(timeout_s=2)

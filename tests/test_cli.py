@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from telemetry._doctor_checks import CheckResult, Status
-from telemetry._doctor_repo import find_dsns, scan_repo_for_dsns
-from telemetry._doctor_versions import Distribution, check_versions
 from telemetry.cli import main
-from telemetry.doctor import _display_url, format_json, format_text, run_checks
+from telemetry.doctor.checks import CheckResult, Status
+from telemetry.doctor.repo import find_dsns, scan_repo_for_dsns
+from telemetry.doctor.run import _display_url, format_json, format_text, run_checks
+from telemetry.doctor.versions import Distribution, check_versions
 from telemetry.settings import load_settings
 from tests.support.failing_sockets import refused_port
 from tests.support.otlp_receiver import OTLPReceiver

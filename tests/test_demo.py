@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from telemetry import TelemetrySettings
-from telemetry.file_sinks import OTLPJsonFileSpanExporter
+from telemetry.file_sinks.files import OTLPJsonFileSpanExporter
 from telemetry.settings import load_settings
 
 ACME, GLOBEX = list(BUILTIN_API_KEYS)

@@ -12,7 +12,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from telemetry.propagation import DynamicSamplingContext, TelemetryPropagator, parse_sentry_trace
+from telemetry.tracing.propagation import (
+    DynamicSamplingContext,
+    TelemetryPropagator,
+    parse_sentry_trace,
+)
 
 PROPAGATOR = TelemetryPropagator(DynamicSamplingContext("pk", "svc@1", "production", 0.1))
 TRACER = TracerProvider(sampler=ALWAYS_ON).get_tracer("hostile")

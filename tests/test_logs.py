@@ -20,7 +20,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from uvicorn.config import LOGGING_CONFIG
 
-from telemetry import logs
 from telemetry.logs import (
     ConsoleFormatter,
     JsonFormatter,
@@ -28,7 +27,9 @@ from telemetry.logs import (
     install_logging,
     log_lifecycle,
 )
+from telemetry.logs import install as logs
 from telemetry.scrubbing import ScrubbingPolicy
+from telemetry.sentry.scrubbing import EventScrubber
 
 TRACER = TracerProvider().get_tracer("test")
 
@@ -286,7 +287,7 @@ def sentry_events() -> Iterator[list[bytes]]:
     thread.start()
     sentry_sdk.init(
         dsn=f"http://public@127.0.0.1:{server.server_port}/1",
-        before_send=ScrubbingPolicy.default().scrub_event,
+        before_send=EventScrubber(ScrubbingPolicy.default()).scrub_event,
         _experiments={"transport_compression_algo": "gzip"},  # type: ignore[typeddict-item]
     )
     yield server.bodies  # type: ignore[attr-defined]

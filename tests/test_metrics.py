@@ -25,9 +25,9 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from telemetry._cardinality import OVERFLOW, UNMATCHED, sql_operation
-from telemetry._multiprocess import ExemplarStore, bucket_bound, sample_key
 from telemetry.metrics import TelemetryMetrics, request_buckets
+from telemetry.metrics.cardinality import OVERFLOW, UNMATCHED, sql_operation
+from telemetry.metrics.multiprocess import ExemplarStore, bucket_bound, sample_key
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 

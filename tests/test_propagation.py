@@ -5,7 +5,7 @@ from opentelemetry.context import attach, detach, get_value
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from telemetry.propagation import (
+from telemetry.tracing.propagation import (
     DEFERRED_SAMPLING_KEY,
     DynamicSamplingContext,
     TelemetryPropagator,

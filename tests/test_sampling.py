@@ -8,8 +8,8 @@ from opentelemetry.context import set_value
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
-from telemetry.propagation import DEFERRED_SAMPLING_KEY
-from telemetry.sampling import RouteAwareSampler, RoutePatterns
+from telemetry.tracing.propagation import DEFERRED_SAMPLING_KEY
+from telemetry.tracing.sampling import RouteAwareSampler, RoutePatterns
 
 CRITICAL = ["/api/v1/agents/execute"]
 EXCLUDED = ["/health/*", "/metrics"]

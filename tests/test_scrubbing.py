@@ -20,10 +20,12 @@ from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 from sentry_sdk.utils import AnnotatedValue
 
-from telemetry import scrubbing
-from telemetry.scrubbing import FILTERED, ScrubbingPolicy, ScrubbingSpanExporter
+from telemetry.scrubbing import FILTERED, ScrubbingPolicy
+from telemetry.sentry.scrubbing import EventScrubber
+from telemetry.tracing.scrubbing import ScrubbingSpanExporter, scrub_span
 
 POLICY = ScrubbingPolicy.default()
+EVENTS = EventScrubber(POLICY)
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 SPAN_ID = "b7ad6b7169203331"
 PARENT_ID = "00f067aa0ba902b7"
@@ -157,7 +159,7 @@ def test_extend_and_from_lists() -> None:
         "tenant-ref=[Filtered] employee [Filtered]"
     )
     assert policy.scrub_text("password=x") == "password=[Filtered]"
-    from_env = ScrubbingPolicy.from_settings(["ssn"], [r"\bACME-[0-9a-f]{8}\b"])
+    from_env = ScrubbingPolicy.from_lists(["ssn"], [r"\bACME-[0-9a-f]{8}\b"])
     assert from_env.scrub_value({"SSN": "123-45-6789", "password": "pw"}) == {
         "SSN": FILTERED,
         "password": FILTERED,
@@ -173,10 +175,10 @@ def test_extend_and_from_lists() -> None:
 
 
 def test_label_values_are_scrubbed_and_bounded() -> None:
-    assert scrubbing.scrub_label_value("/x?token=abc") == "/x?token=[Filtered]"
-    assert len(scrubbing.scrub_label_value("a" * 5000)) <= 260
-    assert scrubbing.scrub_label_value(ROUTE) is ROUTE
-    assert scrubbing.scrub_text("password=x") == "password=[Filtered]"
+    assert POLICY.scrub_label_value("/x?token=abc") == "/x?token=[Filtered]"
+    assert len(POLICY.scrub_label_value("a" * 5000)) <= 260
+    assert POLICY.scrub_label_value(ROUTE) is ROUTE
+    assert POLICY.scrub_text("password=x") == "password=[Filtered]"
 
 
 # -- Sentry events ------------------------------------------------------------------
@@ -293,7 +295,7 @@ def planted_event() -> tuple[dict[str, Any], list[str]]:
 
 def test_scrub_event_removes_every_planted_secret_and_keeps_ids() -> None:
     event, secrets = planted_event()
-    out = scrubbing.scrub_event(event, {})
+    out = EVENTS.scrub_event(event, {})
     text = dumped(out)
     assert_no_secret(text, secrets)
     assert out["contexts"]["trace"]["trace_id"] == TRACE_ID
@@ -312,9 +314,9 @@ def test_scrub_event_removes_every_planted_secret_and_keeps_ids() -> None:
 
 def test_user_email_is_kept_only_when_the_policy_says_so() -> None:
     event = {"user": {"id": "1", "email": "a@b.example", "ip_address": "1.2.3.4"}}
-    keep = ScrubbingPolicy(keep_user_email=True).scrub_event(event)
+    keep = EventScrubber(ScrubbingPolicy(keep_user_email=True)).scrub_event(event)
     assert keep["user"] == {"id": "1", "email": "a@b.example"}
-    assert POLICY.scrub_event(event)["user"] == {"id": "1", "email": FILTERED}
+    assert EVENTS.scrub_event(event)["user"] == {"id": "1", "email": FILTERED}
 
 
 def test_query_string_list_form_and_cookie_string() -> None:
@@ -325,7 +327,7 @@ def test_query_string_list_form_and_cookie_string() -> None:
             "data": "user=bob&password=f1",
         }
     }
-    out = POLICY.scrub_event(event)
+    out = EVENTS.scrub_event(event)
     assert out["request"]["query_string"] == [["token", FILTERED], ["page", "2"]]
     assert out["request"]["cookies"] == FILTERED
     assert out["request"]["data"] == "user=bob&password=[Filtered]"
@@ -334,7 +336,7 @@ def test_query_string_list_form_and_cookie_string() -> None:
 def test_breadcrumb_keeps_its_timestamp_type() -> None:
     when = dt.datetime.now(dt.UTC)
     crumb = {"timestamp": when, "message": "GET /?token=b1", "data": {"secret": "b2"}}
-    out = scrubbing.scrub_breadcrumb(crumb, {})
+    out = EVENTS.scrub_breadcrumb(crumb, {})
     assert out["timestamp"] is when
     assert_no_secret(dumped(out), ["b1", "b2"])
 
@@ -359,9 +361,9 @@ def sentry_capture() -> Iterator[CapturingTransport]:
         transport=transport,
         traces_sample_rate=1.0,
         include_local_variables=True,
-        before_send=POLICY.scrub_event,
-        before_send_transaction=POLICY.scrub_event,
-        before_breadcrumb=POLICY.scrub_breadcrumb,
+        before_send=EVENTS.scrub_event,
+        before_send_transaction=EVENTS.scrub_event,
+        before_breadcrumb=EVENTS.scrub_breadcrumb,
     )
     yield transport
     sentry_sdk.get_client().close(timeout=0)
@@ -418,7 +420,7 @@ def test_scrub_event_never_raises(value: Any) -> None:
         {"request": value, "user": value, "logentry": value},
         {"exception": {"values": [value]}, "extra": {"password": value}},
     ):
-        out = POLICY.scrub_event(event, {"k": value})
+        out = EVENTS.scrub_event(event, {"k": value})
         dumped(out)
     filtered = POLICY.scrub_value({"nested": {"api_key": value}})["nested"]["api_key"]
     assert all(leaf in (None, "", FILTERED) or isinstance(leaf, bool) for leaf in leaves(filtered))
@@ -445,7 +447,7 @@ def test_value_under_sensitive_key_never_survives(secret: str, key: str, depth: 
     value: Any = {key: "zz" + secret + "zz"}
     for level in range(depth):
         value = {f"level{level}": value} if level % 2 else [value]
-    out = POLICY.scrub_event({"extra": value})
+    out = EVENTS.scrub_event({"extra": value})
     assert "zz" + secret + "zz" not in dumped(out)
 
 
@@ -503,7 +505,7 @@ def test_exporter_passes_clean_spans_through_as_the_same_object(pipeline: Any) -
     with provider.get_tracer("t").start_as_current_span("GET " + ROUTE) as span:
         span.set_attribute("http.route", ROUTE)
     assert isinstance(span, ReadableSpan)
-    assert POLICY.scrub_span(span) is span
+    assert scrub_span(POLICY, span) is span
     assert exporter.export([span]) is SpanExportResult.SUCCESS
     assert memory.get_finished_spans()[0] is span
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from telemetry.profile import resolve_profile
 from telemetry.settings import (
     Environment,
     SentryTracesMode,
@@ -34,7 +35,7 @@ def test_defaults_are_the_contract() -> None:
 
 def test_development_keeps_sentry_off_even_with_a_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENTRY_DSN", DSN)
-    profile = load_settings().profile
+    profile = resolve_profile(load_settings())
     assert not profile.sentry_enabled
     assert profile.sentry_disabled_reason == "development profile"
     assert profile.traces_sample_rate == 0.0
@@ -46,8 +47,8 @@ def test_development_traces_everything_once_an_endpoint_is_set(
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318")
     settings = load_settings()
-    assert settings.profile.export_traces
-    assert settings.profile.traces_sample_rate == 1.0
+    assert resolve_profile(settings).export_traces
+    assert resolve_profile(settings).traces_sample_rate == 1.0
     assert settings.jaeger_traces_endpoint == "http://jaeger:4318/v1/traces"
 
 
@@ -60,7 +61,7 @@ def test_profiles(
 ) -> None:
     monkeypatch.setenv("ENVIRONMENT", environment)
     monkeypatch.setenv("SENTRY_DSN", DSN)
-    profile = load_settings().profile
+    profile = resolve_profile(load_settings())
     assert profile.sentry_enabled
     assert (profile.traces_sample_rate, profile.profiles_sample_rate) == (traces, profiles)
 
@@ -70,7 +71,7 @@ def test_rate_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENTRY_DSN", DSN)
     monkeypatch.setenv("TELEMETRY_TRACES_SAMPLE_RATE", "0.05")
     monkeypatch.setenv("TELEMETRY_PROFILES_SAMPLE_RATE", "0")
-    profile = load_settings().profile
+    profile = resolve_profile(load_settings())
     assert (profile.traces_sample_rate, profile.profiles_sample_rate) == (0.05, 0.0)
 
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from telemetry import TelemetrySettings, setup_telemetry
-from telemetry.instrumentation import MissingExtraError
+from telemetry.tracing.instrumentation import MissingExtraError
 
 SECRET_KEY = "f00dfacecafe4b1d"
 

@@ -2,7 +2,7 @@
 
 Environment: DATABASE_URL (a SQLite file in the working directory when unset), REDIS_URL
 (no cache when unset), MODEL_PROVIDER_URL, DEMO_API_KEYS, plus the telemetry variables of
-DESIGN.md (ENVIRONMENT, SENTRY_DSN, OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_ENDPOINT, ...).
+the README's configuration table (ENVIRONMENT, SENTRY_DSN, OTEL_SERVICE_NAME, ...).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def create_app(
     app.include_router(ops.debug_router)
     app.include_router(ops.health_router)
     # The engine was made before setup, so its queries are traced only because it is passed
-    # in (DESIGN.md trap 9).
+    # in (the SQLAlchemy instrumentor patches create_engine, which has already run).
     app.state.telemetry = setup_telemetry(app, settings, engines=[engine])
     return app
 

@@ -184,7 +184,7 @@ def test_dependency_wrappers_sit_below_otel_whatever_the_order(deps: TelemetryMe
     import wrapt
     from opentelemetry.instrumentation.utils import unwrap
 
-    from telemetry._dependency_metrics import _patch, _sync_timed
+    from telemetry.metrics.dependencies import _patch, _sync_timed
 
     class Client:
         def call(self, value: int) -> int:

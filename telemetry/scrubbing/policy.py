@@ -1,0 +1,365 @@
+"""One scrubbing policy, declared once, applied to every sink.
+
+A secret kept out of Sentry but shipped to Jaeger is still a leak, so the same
+:class:`ScrubbingPolicy` scrubs Sentry events and breadcrumbs (``before_send``,
+``before_send_transaction``, ``before_breadcrumb``), span attributes on the export path
+(:class:`ScrubbingSpanExporter`), log records (``telemetry.logs``) and metric labels.
+
+Two mechanisms, both derived from the same list of sensitive names:
+
+* by name: a mapping key (header, JSON field, frame local, span attribute) whose
+  normalised name is sensitive has its value replaced by ``[Filtered]``;
+* by value: free text (URLs, query strings, SQL, exception messages) is searched with one
+  pre-compiled regex for ``key=value`` / ``key: value`` pairs whose key is sensitive,
+  ``Authorization``/``Cookie`` header lines, bearer/basic credentials, JWTs, well-known
+  API key formats, credentials in URLs and Luhn-valid card numbers.
+
+The replacement never keeps any part of the secret. Trace ids, span ids, route templates
+and status codes are never touched, so the trace stays joinable across sinks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from telemetry.scrubbing.patterns import (
+    DEFAULT_FRAGMENTS,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_NAMES,
+    DEFAULT_SUFFIXES,
+    DIGITS,
+    FILTERED,
+    LABEL_MAX_LENGTH,
+    LINE,
+    LINE_VALUED,
+    MAX_DEPTH,
+    PLACEHOLDER,
+    PRESERVED_KEYS,
+    SAFE_SCALARS,
+    SCAN,
+    SCAN_SLACK,
+    SHAPE_LITERALS,
+    SHAPE_RX,
+    SHORT_TEXT,
+    TAIL_KEYS,
+    VALUE,
+    normalise_name,
+    shape_replacement,
+)
+
+__all__ = ["ScrubbingPolicy", "Wrapper"]
+
+#: A container type another library wraps values in (sentry-sdk's ``AnnotatedValue``): its
+#: inner value is scrubbed and the wrapper kept. ``(type, unwrap, rewrap)``.
+Wrapper = tuple[type, Callable[[Any], Any], Callable[[Any, Any], Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScrubbingPolicy:
+    """What counts as sensitive, and how long a string may be before it is truncated.
+
+    ``names`` match whole (normalised) names; ``fragments`` match anywhere inside a
+    name; ``suffixes`` match its end; ``patterns`` are extra regexes whose every match
+    is replaced. ``keep_user_email``: the Sentry ``user.email`` is scrubbed by default
+    because ``send_default_pii`` is off; set it to send the address the app sets.
+    ``wrappers``: wrapper types whose inner value is scrubbed in place (see :data:`Wrapper`).
+    """
+
+    names: frozenset[str] = DEFAULT_NAMES
+    fragments: frozenset[str] = DEFAULT_FRAGMENTS
+    suffixes: frozenset[str] = DEFAULT_SUFFIXES
+    patterns: tuple[str, ...] = ()
+    max_length: int = DEFAULT_MAX_LENGTH
+    keep_user_email: bool = False
+    wrappers: tuple[Wrapper, ...] = ()
+    _cores: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    _cores_rx: re.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
+    _extra: tuple[re.Pattern[str], ...] = dataclasses.field(init=False, repr=False, compare=False)
+    _cache: dict[str, bool] = dataclasses.field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.max_length < 64:
+            raise ValueError(f"max_length must be at least 64, got {self.max_length}")
+        norm = {
+            f: frozenset(normalise_name(n) for n in getattr(self, f) if n)
+            for f in ("names", "fragments", "suffixes")
+        }
+        extra = []
+        for pattern in self.patterns:
+            try:
+                extra.append(re.compile(pattern))
+            except re.error as exc:
+                raise ValueError(f"invalid scrub pattern {pattern!r}: {exc}") from exc
+        for field, value in norm.items():
+            object.__setattr__(self, field, value)
+        object.__setattr__(self, "patterns", tuple(self.patterns))
+        object.__setattr__(self, "_extra", tuple(extra))
+        every = norm["names"] | norm["fragments"] | norm["suffixes"]
+        # a name containing another core is implied by it ("accesstoken" by "token")
+        object.__setattr__(
+            self,
+            "_cores",
+            tuple(sorted(c for c in every if not any(o != c and o in c for o in every))),
+        )
+        cores_rx = "|".join(map(re.escape, self._cores)) or "(?!)"  # (?!) never matches
+        object.__setattr__(self, "_cores_rx", re.compile(cores_rx))
+        object.__setattr__(self, "_cache", {})
+
+    @classmethod
+    def default(cls) -> ScrubbingPolicy:
+        return _default_policy()
+
+    @classmethod
+    def from_lists(
+        cls,
+        fields: Iterable[str] = (),
+        patterns: Iterable[str] = (),
+        *,
+        replace_defaults: bool = False,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        keep_user_email: bool = False,
+    ) -> ScrubbingPolicy:
+        """Build from plain lists (``TELEMETRY_SCRUB_FIELDS`` / ``_PATTERNS``).
+
+        The fields add to the defaults unless ``replace_defaults`` is set, in which case
+        they are the only sensitive names (fragments and suffixes are dropped too).
+        """
+        fields = [f.strip() for f in fields if f.strip()]
+        if replace_defaults:
+            return cls(
+                names=frozenset(fields),
+                fragments=frozenset(),
+                suffixes=frozenset(),
+                patterns=tuple(patterns),
+                max_length=max_length,
+                keep_user_email=keep_user_email,
+            )
+        return dataclasses.replace(
+            cls.default(), max_length=max_length, keep_user_email=keep_user_email
+        ).extend(names=fields, patterns=patterns)
+
+    def extend(
+        self, names: Iterable[str] = (), patterns: Iterable[str] = (), fragments: Iterable[str] = ()
+    ) -> ScrubbingPolicy:
+        return dataclasses.replace(
+            self,
+            names=self.names | frozenset(names),
+            fragments=self.fragments | frozenset(fragments),
+            patterns=self.patterns + tuple(p for p in patterns if p),
+        )
+
+    # -- names and text -------------------------------------------------------------
+
+    def is_sensitive_name(self, name: str) -> bool:
+        hit = self._cache.get(name)
+        if hit is None:
+            norm = normalise_name(name)
+            last = norm.rsplit(".", 1)[-1]
+            hit = (
+                norm in self.names
+                or last in self.names
+                or any(f in norm for f in self.fragments)
+                or norm.endswith(tuple(self.suffixes))
+                # bind parameters are opt-in in OTel and may hold any user data
+                or (norm.startswith("db.") and ".parameter" in norm)
+            )
+            if len(self._cache) > 4096:  # keys can be attacker-chosen: stay bounded
+                self._cache.clear()
+            self._cache[name] = hit
+        return hit
+
+    def scrub_text(self, text: str, *, truncate: bool = True, tail: bool = False) -> str:
+        """Replace secrets in free text; strings over ``max_length`` are truncated."""
+        limit = self.max_length
+        too_long = truncate and len(text) > limit
+        work = text
+        if too_long:
+            work = text[-(limit + SCAN_SLACK) :] if tail else text[: limit + SCAN_SLACK]
+        out = self._scan(work) if self._may_hold_secret(work) else work
+        for pattern in self._extra:
+            out = pattern.sub(FILTERED, out)
+        if too_long:
+            marker = f"[truncated, {len(text)} chars]"
+            out = f"{marker}...{out[-limit:]}" if tail else f"{out[:limit]}...{marker}"
+        return text if out == text else out
+
+    def _may_hold_secret(self, text: str) -> bool:
+        low = text.lower()
+        if len(text) <= SHORT_TEXT:
+            if SHAPE_RX.search(low) is not None:
+                return True
+            if "=" not in text and ":" not in text:
+                return False
+            return self._cores_rx.search(low.replace("-", "").replace("_", "")) is not None
+        if any(lit in low for lit in SHAPE_LITERALS) or DIGITS.search(text):
+            return True
+        if "=" not in text and ":" not in text:
+            return False
+        flat = low.replace("-", "").replace("_", "")
+        return any(core in flat for core in self._cores)
+
+    def _scan(self, text: str) -> str:
+        parts: list[str] = []
+        pos = 0
+        while (m := SCAN.search(text, pos)) is not None:
+            end = m.end()
+            if m.lastgroup != "key":
+                parts += (text[pos : m.start()], shape_replacement(m))
+            elif not self.is_sensitive_name(m.group("name")):
+                parts.append(text[pos:end])
+            else:
+                parts.append(text[pos:end])
+                end = self._replace_value(text, m, parts)
+            pos = end
+        if not parts:
+            return text
+        parts.append(text[pos:])
+        return "".join(parts)
+
+    def _replace_value(self, text: str, key: re.Match[str], parts: list[str]) -> int:
+        """Append the filtered value that follows a sensitive key; return where it ends."""
+        start = key.end()
+        if key.group("sep") == ":" and normalise_name(key.group("name")) in LINE_VALUED:
+            line = LINE.match(text, start)
+            if line is not None:
+                parts.append(FILTERED)
+                return line.end()
+        value = VALUE.match(text, start)
+        if value is None:
+            return start
+        raw = value.group("uv") if value.group("uv") is not None else value.group("qv")
+        if not raw or PLACEHOLDER.fullmatch(raw):  # empty, or a SQL bind parameter
+            parts.append(value.group(0))
+        elif value.group("uv") is not None:
+            parts.append(FILTERED)
+        else:
+            parts.append(value.group("vq") + FILTERED + text[value.end("qv") : value.end()])
+        return value.end()
+
+    def scrub_label_value(self, value: str) -> str:
+        """Metric label value: scrubbed and kept short (labels are indexed)."""
+        out = self.scrub_text(value)
+        return out if len(out) <= LABEL_MAX_LENGTH else out[:LABEL_MAX_LENGTH] + "..."
+
+    # -- JSON-like values -----------------------------------------------------------
+
+    def scrub_value(self, value: Any, _depth: int = 0) -> Any:
+        """Scrub any JSON-like value; returns the same object when nothing changed."""
+        if isinstance(value, str):
+            return self.scrub_text(value)
+        if value is None or isinstance(value, SAFE_SCALARS):
+            return value
+        if _depth >= MAX_DEPTH:
+            return FILTERED  # also ends reference cycles in hand-built input
+        if isinstance(value, Mapping):
+            return self._scrub_mapping(value, _depth)
+        if isinstance(value, (list, tuple)):
+            if (
+                len(value) == 2
+                and isinstance(value[0], str)
+                and value[1] not in (None, "")
+                and self.is_sensitive_name(value[0])
+            ):  # [name, value] pair
+                pair = [value[0], self._filter(value[1])]
+                return pair if isinstance(value, list) else tuple(pair)
+            return self._scrub_items(value, _depth)
+        for wrapper_type, unwrap, rewrap in self.wrappers:
+            if isinstance(value, wrapper_type):
+                inner = unwrap(value)
+                new = self.scrub_value(inner, _depth + 1)
+                return value if new is inner else rewrap(value, new)
+        if isinstance(value, (bytes, bytearray)):
+            decoded = bytes(value).decode("utf-8", "replace")
+            out = self.scrub_text(decoded)
+            return value if out == decoded else out
+        if isinstance(value, (set, frozenset)):
+            return self._scrub_items(list(value), _depth)
+        try:  # an object the serializer would repr later: check that text
+            text = str(value)
+        except Exception:
+            return FILTERED
+        out = self.scrub_text(text)
+        return value if out == text else out
+
+    def _scrub_items(self, items: list[Any] | tuple[Any, ...], depth: int) -> Any:
+        out = [self.scrub_value(v, depth + 1) for v in items]
+        for i, item in enumerate(items[:-1]):
+            # argv style ["--password", "hunter2"]: the flag names the next item
+            if (
+                isinstance(item, str)
+                and item.startswith("-")
+                and len(item) < 64
+                and self.is_sensitive_name(item.lstrip("-"))
+            ):
+                out[i + 1] = self._filter(items[i + 1])
+        if all(a is b for a, b in zip(out, items, strict=True)):
+            return items
+        return tuple(out) if isinstance(items, tuple) else out
+
+    def _scrub_mapping(self, mapping: Mapping[Any, Any], depth: int) -> Any:
+        out: dict[Any, Any] = {}
+        changed = False
+        for key, value in mapping.items():
+            name = key if isinstance(key, str) else str(key)
+            if name in PRESERVED_KEYS:
+                new = value
+            elif self.is_sensitive_name(name):
+                new = self._filter(value)
+            else:
+                new = self.scrub_value(value, depth + 1)
+            changed = changed or new is not value
+            out[key] = new
+        return out if changed else mapping
+
+    def _filter(self, value: Any) -> Any:
+        """Value under a sensitive name: gone entirely, keeping the container shape."""
+        if value is None or value == "" or isinstance(value, bool):
+            return value
+        if isinstance(value, Mapping):
+            return {k: self._filter(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            items = [self._filter(v) for v in value]
+            return tuple(items) if isinstance(value, tuple) else items
+        return FILTERED
+
+    # -- span attributes ----------------------------------------------------------------
+
+    def scrub_attributes(
+        self,
+        attributes: Mapping[str, Any] | None,
+    ) -> dict[str, Any] | None:
+        """Scrubbed copy of OTel attributes, or None when nothing needed to change."""
+        changed: dict[str, Any] | None = None
+        for key, value in (attributes or {}).items():
+            if key in PRESERVED_KEYS:
+                continue
+            new: Any
+            if isinstance(value, str):
+                new = (
+                    FILTERED
+                    if value and self.is_sensitive_name(key)
+                    else self.scrub_text(value, tail=key in TAIL_KEYS)
+                )
+            elif isinstance(value, Sequence) and value and isinstance(value[0], str):
+                if self.is_sensitive_name(key):
+                    new = tuple(FILTERED for _ in value)
+                else:
+                    scrubbed = [self.scrub_text(v) if isinstance(v, str) else v for v in value]
+                    new = value if scrubbed == list(value) else tuple(scrubbed)
+            else:
+                continue  # numbers and booleans carry no secrets
+            if new is not value and new != value:
+                if changed is None:
+                    changed = dict(attributes or {})
+                changed[key] = new
+        return changed
+
+
+@lru_cache(maxsize=1)
+def _default_policy() -> ScrubbingPolicy:
+    return ScrubbingPolicy()
+

@@ -1,0 +1,427 @@
+"""``setup_telemetry``: the composition root. It reads like the architecture:
+
+settings -> profile
+scrubbing policy ─────────────┬──────────────┬───────────────┐
+logs (trace ids, scrubbed)    │              │               │
+Sentry errors (sentry-sdk) <──┘              │               │
+sampler -> TracerProvider -> Jaeger arm <────┘ (scrubbed)    │
+                          -> Sentry arm (otlp | envelope) <──┘
+propagator (W3C + sentry-trace + merged baggage)
+instrumentations (FastAPI, SQLAlchemy, Redis, HTTPX, asyncio)
+/metrics (RED, exemplars of sampled spans, pipeline health)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import sentry_sdk
+from opentelemetry import trace
+from opentelemetry.propagate import set_global_textmap
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from telemetry import api
+from telemetry.dsn import parse_dsn
+from telemetry.logs import install_logging, log_lifecycle
+from telemetry.metrics import TelemetryMetrics, record_breadcrumbs, stop_breadcrumbs
+from telemetry.profile import Profile, resolve_profile
+from telemetry.scrubbing import ScrubbingPolicy
+from telemetry.sentry import (
+    EventScrubber,
+    RequestContextMiddleware,
+    RequestScopeMiddleware,
+    SentryBreadcrumbs,
+    build_before_send,
+    counting_transport,
+    enable_task_capture,
+    envelope_span_processor,
+    init_sentry,
+    profiler_span_attributes,
+    sentry_otlp_target,
+)
+from telemetry.settings import SentryTracesMode, TelemetrySettings, load_settings
+from telemetry.shared import NullCounters, OTLPHttpTarget
+from telemetry.tracing import (
+    BoundedBatchSpanProcessor,
+    DynamicSamplingContext,
+    FanOutExporter,
+    Instrumented,
+    RouteAwareSampler,
+    RoutePatterns,
+    ScrubbingSpanExporter,
+    SpanAttributeSetter,
+    TelemetryPropagator,
+    build_tracer_provider,
+    instrument_fastapi,
+    instrument_libraries,
+    jaeger_exporter,
+    scrub_span,
+    shutdown_within,
+    sink_processor,
+)
+
+__all__ = ["TelemetryHandle", "setup_telemetry"]
+
+logger = logging.getLogger("telemetry")
+_lock = threading.Lock()
+_active: TelemetryHandle | None = None
+
+#: A placeholder DSN for the file transport: sentry-sdk needs one to be active.
+_FILE_SINK_DSN = "http://local@localhost/0"
+
+
+@dataclass
+class TelemetryHandle:
+    """What ``setup_telemetry`` built; ``shutdown()`` flushes and undoes it."""
+
+    settings: TelemetrySettings
+    profile: Profile
+    tracer_provider: TracerProvider
+    metrics: TelemetryMetrics | None
+    sentry_enabled: bool
+    sentry_traces: SentryTracesMode
+    instrumented: Instrumented
+    apps: list[Any] = field(default_factory=list)
+    _undo: list[Callable[[], None]] = field(default_factory=list)
+    _shut_down: bool = False
+
+    @property
+    def is_shut_down(self) -> bool:
+        return self._shut_down
+
+    def force_flush(self, timeout_s: float | None = None) -> bool:
+        timeout = self.settings.shutdown_timeout_seconds if timeout_s is None else timeout_s
+        spans = self.tracer_provider.force_flush(int(timeout * 1000))
+        if self.sentry_enabled:
+            sentry_sdk.flush(timeout=timeout)
+        return spans
+
+    def shutdown(self, timeout_s: float | None = None) -> None:
+        """Flush what is queued and stop, within a bounded time even with a sink down."""
+        global _active
+        with _lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+            if _active is self:
+                _active = None
+        timeout = self.settings.shutdown_timeout_seconds if timeout_s is None else timeout_s
+        # Spans first: in envelope mode the Sentry arm hands transactions to sentry-sdk.
+        shutdown_within(self.tracer_provider.shutdown, timeout, "spans")
+        if self.sentry_enabled:
+            client = sentry_sdk.get_client()
+
+            def close_sentry() -> None:
+                from sentry_sdk.profiler import stop_profiler
+
+                stop_profiler()  # sends the profile chunk still in its buffer
+                client.close(timeout=timeout)
+
+            shutdown_within(close_sentry, timeout, "sentry")
+        self.instrumented.uninstrument()
+        api.bind_tracer(None)
+        # Logged before the undo steps take the log handler away.
+        log_lifecycle("telemetry_shutdown", service=self.settings.service_name)
+        for step in reversed(self._undo):
+            step()
+
+    def instrument_app(self, app: Any) -> None:
+        """Instrument one more FastAPI app with the pipeline already built (idempotent)."""
+        if any(existing is app for existing in self.apps):
+            return
+        excluded = RoutePatterns(self.settings.excluded_routes)
+        instrument_fastapi(app, self.tracer_provider, excluded_urls=excluded.as_url_regexes())
+        if self.sentry_enabled:
+            from starlette.middleware import Middleware
+
+            # Innermost, in the route's own task: an error is captured with what the route
+            # set (breadcrumbs, tags), as a task spawned by a middleware (BaseHTTPMiddleware)
+            # works on a fork of the request's scope. Outermost of the app's middleware:
+            # errors raised by a middleware itself. One event either way.
+            app.user_middleware.append(Middleware(RequestContextMiddleware))
+            app.add_middleware(RequestContextMiddleware)
+            _wrap_outermost(
+                app,
+                lambda inner: RequestScopeMiddleware(
+                    inner,
+                    is_excluded=excluded.matches,
+                    body_limit=self.settings.max_request_body_bytes,
+                ),
+            )
+        if self.metrics is not None:
+            self.metrics.install(app)
+        _chain_lifespan(app, self)
+        self.apps.append(app)
+
+
+def setup_telemetry(
+    app: Any = None,
+    settings: TelemetrySettings | None = None,
+    *,
+    engines: Sequence[Any] = (),
+) -> TelemetryHandle:
+    """Wire Sentry, OpenTelemetry (Jaeger), Prometheus and logs for one service.
+
+    Calling it again returns the same handle (and instruments a new ``app`` if given);
+    nothing is instrumented twice. ``engines`` are SQLAlchemy engines created before
+    this call (engines created after it are traced automatically).
+    """
+    global _active
+    with _lock:
+        if _active is not None:
+            handle = _active
+        else:
+            handle = _build(settings if settings is not None else load_settings(), engines)
+            _active = handle
+    if app is not None:
+        handle.instrument_app(app)
+    return handle
+
+
+def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHandle:
+    profile = resolve_profile(settings)
+    policy = ScrubbingPolicy.from_lists(
+        settings.scrub_fields,
+        settings.scrub_patterns,
+        keep_user_email=not settings.scrub_user_email,
+    )
+    undo: list[Callable[[], None]] = []
+
+    logging_handle = install_logging(
+        service=settings.service_name,
+        environment=settings.environment.value,
+        log_format=settings.log_format,
+        level=settings.log_level,
+        policy=policy,
+    )
+    undo.append(logging_handle.uninstall)
+
+    metrics: TelemetryMetrics | None = None
+    if settings.metrics_enabled:
+        metrics = TelemetryMetrics(
+            settings.service_name,
+            settings.service_version or "0.0.0",
+            settings.environment.value,
+            release=settings.release,
+            apdex_threshold_s=settings.apdex_threshold_seconds,
+            path=settings.metrics_path,
+            exemplars_for=profile.exemplars_for,
+        )
+        undo.append(metrics.close)
+    counters: Any = metrics.pipeline if metrics is not None else NullCounters()
+
+    def scrubbed(exporter: SpanExporter) -> SpanExporter:
+        return ScrubbingSpanExporter(exporter, policy)
+
+    sentry_mode = profile.sentry_traces
+    if profile.sentry_enabled:
+        _start_sentry(settings, profile, policy, counters)
+
+    processors: list[SpanProcessor] = []
+    if profile.link_profiles:
+        processors.append(SpanAttributeSetter(profiler_span_attributes))
+    jaeger_sink = profile.span_sink
+    http_targets: list[OTLPHttpTarget] = []
+    endpoint = settings.jaeger_traces_endpoint
+    if endpoint is not None and settings.otlp_protocol == "http/protobuf":
+        http_targets.append(OTLPHttpTarget(jaeger_sink, endpoint, settings.otlp_header_map))
+    elif endpoint is not None:
+        grpc = jaeger_exporter(settings)
+        assert grpc is not None
+        processors.append(sink_processor(jaeger_sink, grpc, settings, counters, scrubbed)[0])
+    if sentry_mode is SentryTracesMode.OTLP:
+        http_targets.append(sentry_otlp_target(settings))
+    if http_targets:
+        fanout = FanOutExporter(
+            http_targets,
+            counters,
+            scrub=partial(scrub_span, policy),
+            max_queued_spans=settings.span_queue_size,
+            timeout_s=settings.export_timeout_seconds,
+        )
+        processors.append(
+            BoundedBatchSpanProcessor(
+                fanout.sinks,
+                fanout,
+                counters,
+                max_queue_size=settings.span_queue_size,
+                export_timeout_millis=settings.export_timeout_seconds * 1000,
+            )
+        )
+    if settings.file_sink_dir is not None:
+        from telemetry.file_sinks import OTLPJsonFileSpanExporter
+
+        file_exporter = OTLPJsonFileSpanExporter(settings.file_sink_dir / "spans.otlp.jsonl")
+        processors.append(sink_processor("file", file_exporter, settings, counters, scrubbed)[0])
+    if sentry_mode is SentryTracesMode.ENVELOPE:
+        processors.append(envelope_span_processor())
+
+    _declare_pipeline_series(counters, processors, profile.sentry_enabled)
+    sampler = RouteAwareSampler(
+        profile.traces_sample_rate if processors else 0.0,
+        critical_routes=settings.critical_routes if processors else (),
+        excluded_routes=settings.excluded_routes,
+        traces_sampler=settings.traces_sampler,
+        mark_critical=profile.collector,
+    )
+    provider = build_tracer_provider(settings, sampler, processors)
+    if not _global_provider_is_set():
+        trace.set_tracer_provider(provider)
+    api.bind_tracer(provider.get_tracer("telemetry"))
+    set_global_textmap(TelemetryPropagator(_dynamic_sampling_context(settings, profile)))
+
+    # Dependency metrics patch the libraries first, so OTel's wrappers sit outside them
+    # and both come off cleanly, in reverse order, at shutdown.
+    metered = metrics.instrument_dependencies() if metrics is not None else []
+    if profile.sentry_enabled:
+        record_breadcrumbs(SentryBreadcrumbs())
+        undo.append(stop_breadcrumbs)
+    instrumented = instrument_libraries(
+        provider,
+        engines=engines,
+        asyncio_coroutines=settings.asyncio_coroutines,
+        cache_prefixes=settings.cache_prefixes,
+    )
+
+    handle = TelemetryHandle(
+        settings=settings,
+        profile=profile,
+        tracer_provider=provider,
+        metrics=metrics,
+        sentry_enabled=profile.sentry_enabled,
+        sentry_traces=sentry_mode,
+        instrumented=instrumented,
+        _undo=undo,
+    )
+    _log_initialized(settings, profile, sentry_mode, instrumented.libraries, metered)
+    return handle
+
+
+def _start_sentry(
+    settings: TelemetrySettings, profile: Profile, policy: ScrubbingPolicy, counters: Any
+) -> None:
+    excluded = RoutePatterns(settings.excluded_routes)
+    scrubber = EventScrubber(policy)
+    before_send = build_before_send(excluded.matches, scrubber.scrub_event, settings.before_send)
+    if settings.sentry_dsn is not None:
+        dsn = settings.sentry_dsn.get_secret_value()
+        transport: Any = counting_transport(counters)
+    else:
+        from telemetry.file_sinks import SentryFileTransport
+
+        assert settings.file_sink_dir is not None
+        dsn = _FILE_SINK_DSN
+        path = settings.file_sink_dir / "sentry-events.jsonl"
+        transport = SentryFileTransport(path)
+    init_sentry(
+        settings,
+        profile,
+        before_send=before_send,
+        before_send_transaction=scrubber.scrub_event,
+        before_breadcrumb=scrubber.scrub_breadcrumb,
+        transport=transport,
+        dsn=dsn,
+    )
+
+
+def _dynamic_sampling_context(
+    settings: TelemetrySettings, profile: Profile
+) -> DynamicSamplingContext | None:
+    if not profile.sentry_enabled or settings.sentry_dsn is None:
+        return None
+    return DynamicSamplingContext(
+        public_key=parse_dsn(settings.sentry_dsn.get_secret_value()).public_key,
+        release=settings.release,
+        environment=settings.environment.value,
+        sample_rate=profile.traces_sample_rate,
+    )
+
+
+def _global_provider_is_set() -> bool:
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
+def _wrap_outermost(app: Any, wrap: Callable[[Any], Any]) -> None:
+    """Put ``wrap`` around the whole middleware stack Starlette builds, outside OTel's server
+    span and every middleware the app adds before or after this call."""
+    build = app.build_middleware_stack
+
+    def build_middleware_stack() -> Any:
+        return wrap(build())
+
+    app.build_middleware_stack = build_middleware_stack
+    app.middleware_stack = None  # rebuilt on the next request (Starlette builds lazily)
+
+
+def _chain_lifespan(app: Any, handle: TelemetryHandle) -> None:
+    """Flush on application shutdown, around the app's own lifespan (kept as it is)."""
+    router = getattr(app, "router", None)
+    if router is None or not hasattr(router, "lifespan_context"):
+        return
+    original = router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        if handle.sentry_enabled:
+            # Task errors are captured once a loop runs (this is the first moment one does).
+            enable_task_capture()
+        async with original(app_) as state:
+            yield state
+        await asyncio.to_thread(handle.shutdown)
+
+    router.lifespan_context = lifespan
+
+
+def _log_initialized(
+    settings: TelemetrySettings,
+    profile: Profile,
+    sentry_mode: SentryTracesMode,
+    traced: list[str],
+    metered: list[str],
+) -> None:
+    sentry = "on" if profile.sentry_enabled else f"off ({profile.sentry_disabled_reason})"
+    sentry_host = (
+        parse_dsn(settings.sentry_dsn.get_secret_value()).host
+        if settings.sentry_dsn is not None
+        else None
+    )
+    log_lifecycle(
+        "telemetry_initialized",
+        environment=settings.environment.value,
+        service=settings.service_name,
+        release=settings.release,
+        sentry=sentry,
+        sentry_host=sentry_host if profile.sentry_enabled else None,
+        sentry_traces=sentry_mode.value,
+        traces=profile.traces_sample_rate,
+        profiles=profile.profiles_sample_rate,
+        export=settings.export_mode,
+        jaeger=settings.jaeger_traces_endpoint or "off",
+        file_sink=str(settings.file_sink_dir) if settings.file_sink_dir else None,
+        traced=",".join(traced) or "none",
+        metered=",".join(metered) or "none",
+    )
+
+
+def _declare_pipeline_series(
+    counters: Any, processors: Sequence[SpanProcessor], sentry_enabled: bool
+) -> None:
+    """Create every pipeline series at zero: a counter born at its first failure has no
+    rate() for that failure, so the alert on it would miss the first one."""
+    sinks = [
+        sink for p in processors if isinstance(p, BoundedBatchSpanProcessor) for sink in p.sinks
+    ]
+    for sink in sinks:
+        counters.spans_exported(sink, 0)
+        counters.spans_failed(sink, 0)
+        counters.spans_dropped(sink, 0)
+    if sentry_enabled:
+        counters.sentry_event_sent("error", 0)

@@ -1,0 +1,88 @@
+"""What more than one concern must spell the same way: span attributes one part sets and
+another reads, the pipeline's own loggers, the ASGI callable types, the counters the export
+pipeline reports to (``metrics`` implements them) and the description of an OTLP/HTTP span
+sink (``sentry`` describes its own, ``tracing`` sends to it)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "KEEP_ATTRIBUTE",
+    "PIPELINE_LOGGERS",
+    "TRANSACTION_ATTRIBUTE",
+    "ASGIApp",
+    "Message",
+    "NullCounters",
+    "OTLPHttpTarget",
+    "PipelineCounters",
+    "Receive",
+    "Scope",
+    "Send",
+    "SentryCounters",
+]
+
+#: Marks a trace a downstream tail sampler must keep (critical routes, reported errors).
+KEEP_ATTRIBUTE = "telemetry.keep"
+#: Marks a span the facade's ``start_transaction`` made: a Sentry transaction root.
+TRANSACTION_ATTRIBUTE = "telemetry.transaction"
+
+#: Loggers of the telemetry pipeline itself (fnmatch patterns): their failures must never
+#: become Sentry events (an exporter failing against Sentry would otherwise report itself
+#: to Sentry, forever).
+PIPELINE_LOGGERS = ("opentelemetry*", "telemetry", "telemetry.*", "sentry_sdk*", "urllib3*")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class PipelineCounters(Protocol):
+    """The self-metrics the span pipeline reports (implemented by ``telemetry.metrics``)."""
+
+    def spans_exported(self, sink: str, count: int) -> None: ...
+    def spans_failed(self, sink: str, count: int) -> None: ...
+    def spans_dropped(self, sink: str, count: int) -> None: ...
+
+
+class SentryCounters(PipelineCounters, Protocol):
+    """The pipeline's counters plus what sentry-sdk sent or discarded."""
+
+    def sentry_event_sent(self, kind: str, count: int = 1) -> None: ...
+    def sentry_event_dropped(self, kind: str, reason: str, count: int = 1) -> None: ...
+
+
+class NullCounters:
+    """Counts nothing: the pipeline when metrics are off."""
+
+    def spans_exported(self, sink: str, count: int = 1) -> None:
+        return None
+
+    def spans_failed(self, sink: str, count: int = 1) -> None:
+        return None
+
+    def spans_dropped(self, sink: str, count: int = 1) -> None:
+        return None
+
+    def sentry_event_sent(self, kind: str, count: int = 1) -> None:
+        return None
+
+    def sentry_event_dropped(self, kind: str, reason: str, count: int = 1) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class OTLPHttpTarget:
+    """Where one sink takes OTLP/HTTP protobuf, and what a refusal of OTLP means there."""
+
+    sink: str
+    endpoint: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: Statuses meaning "this server has no OTLP ingestion": the sink is switched off with
+    #: this message (one warning) instead of failing every batch.
+    no_ingestion_statuses: frozenset[int] = frozenset()
+    no_ingestion_message: str = ""

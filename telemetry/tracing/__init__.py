@@ -1,0 +1,46 @@
+"""The OpenTelemetry side: one sampler, one provider, one export pipeline fanned out to
+every span sink, the propagator and the library instrumentations."""
+
+from telemetry.tracing.fanout import FanOutExporter
+from telemetry.tracing.health import MonitoredSpanExporter, SinkHealth
+from telemetry.tracing.instrumentation import (
+    Instrumented,
+    MissingExtraError,
+    instrument_fastapi,
+    instrument_libraries,
+)
+from telemetry.tracing.propagation import DynamicSamplingContext, TelemetryPropagator
+from telemetry.tracing.provider import (
+    BoundedBatchSpanProcessor,
+    SpanAttributeSetter,
+    build_resource,
+    build_tracer_provider,
+    jaeger_exporter,
+    shutdown_within,
+    sink_processor,
+)
+from telemetry.tracing.sampling import RouteAwareSampler, RoutePatterns
+from telemetry.tracing.scrubbing import ScrubbingSpanExporter, scrub_span
+
+__all__ = [
+    "BoundedBatchSpanProcessor",
+    "DynamicSamplingContext",
+    "FanOutExporter",
+    "Instrumented",
+    "MissingExtraError",
+    "MonitoredSpanExporter",
+    "RouteAwareSampler",
+    "RoutePatterns",
+    "ScrubbingSpanExporter",
+    "SinkHealth",
+    "SpanAttributeSetter",
+    "TelemetryPropagator",
+    "build_resource",
+    "build_tracer_provider",
+    "instrument_fastapi",
+    "instrument_libraries",
+    "jaeger_exporter",
+    "scrub_span",
+    "shutdown_within",
+    "sink_processor",
+]

@@ -1,0 +1,172 @@
+"""The OpenTelemetry side: provider, resource, and the bounded batch queue of each sink.
+
+Two export chains, with the same health accounting (``health``) so a sink in trouble
+looks the same in ``/metrics`` and the logs either way:
+
+* OTLP/HTTP sinks (Jaeger or the Collector, Sentry's OTLP endpoint) share one queue and
+  one scrub-and-encode per batch, then one sender each (``fanout``);
+* any other exporter (OTLP gRPC, the file sink) gets a chain of its own
+  (:func:`sink_processor`): bounded queue -> ``MonitoredSpanExporter`` -> scrubbing
+  exporter -> the exporter.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
+
+from telemetry.settings import TelemetrySettings
+from telemetry.shared import PipelineCounters
+from telemetry.tracing.health import MonitoredSpanExporter
+
+__all__ = [
+    "BoundedBatchSpanProcessor",
+    "build_resource",
+    "build_tracer_provider",
+    "jaeger_exporter",
+    "shutdown_within",
+]
+
+logger = logging.getLogger("telemetry.pipeline")
+
+ExporterWrapper = Callable[[SpanExporter], SpanExporter]
+
+
+def build_resource(settings: TelemetrySettings) -> Resource:
+    return Resource.create(
+        {
+            "service.name": settings.service_name,
+            "service.version": settings.service_version or "0.0.0",
+            "deployment.environment": settings.environment.value,
+            "deployment.environment.name": settings.environment.value,
+        }
+    )
+
+
+class BoundedBatchSpanProcessor(BatchSpanProcessor):
+    """A batch processor whose queue drops (and counts) spans once full, so a slow sink
+    costs bounded memory and never blocks the request."""
+
+    def __init__(
+        self,
+        sinks: Sequence[str],
+        exporter: SpanExporter,
+        counters: PipelineCounters,
+        *,
+        max_queue_size: int,
+        export_timeout_millis: float,
+    ) -> None:
+        super().__init__(
+            exporter,
+            max_queue_size=max_queue_size,
+            max_export_batch_size=min(512, max_queue_size),
+            export_timeout_millis=export_timeout_millis,
+            schedule_delay_millis=1000,
+        )
+        self.sinks = tuple(sinks)
+        self.exporter = exporter
+        self.counters = counters
+        self.max_queue_size = max_queue_size
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not span.context.trace_flags.sampled:
+            return
+        if len(self._batch_processor._queue) >= self.max_queue_size:
+            # Every sink fed from this queue loses the span.
+            for sink in self.sinks:
+                self.counters.spans_dropped(sink, 1)
+        super().on_end(span)
+
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        timeout_millis = 30000 if timeout_millis is None else timeout_millis
+        # The batch processor hands its queue to the exporter but does not wait for an
+        # exporter that sends on threads of its own (the OTLP fan-out): ask it too.
+        exported = super().force_flush(timeout_millis)
+        return self.exporter.force_flush(timeout_millis) and exported
+
+
+def jaeger_exporter(settings: TelemetrySettings) -> SpanExporter | None:
+    """The OTLP exporter for Jaeger (or a collector), per the standard OTel variables."""
+    endpoint = settings.jaeger_traces_endpoint
+    if endpoint is None:
+        return None
+    timeout = settings.export_timeout_seconds
+    if settings.otlp_protocol == "grpc":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as GrpcSpanExporter,
+            )
+        except ImportError as exc:
+            from telemetry.tracing.instrumentation import MissingExtraError
+
+            raise MissingExtraError("grpc", "opentelemetry-exporter-otlp-proto-grpc") from exc
+        return GrpcSpanExporter(endpoint=endpoint, timeout=timeout)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=endpoint, timeout=timeout)
+
+
+def sink_processor(
+    sink: str,
+    exporter: SpanExporter,
+    settings: TelemetrySettings,
+    counters: PipelineCounters,
+    wrap: ExporterWrapper | None,
+) -> tuple[BoundedBatchSpanProcessor, MonitoredSpanExporter]:
+    monitored = MonitoredSpanExporter(sink, wrap(exporter) if wrap else exporter, counters)
+    processor = BoundedBatchSpanProcessor(
+        [sink],
+        monitored,
+        counters,
+        max_queue_size=settings.span_queue_size,
+        export_timeout_millis=settings.export_timeout_seconds * 1000,
+    )
+    return processor, monitored
+
+
+def build_tracer_provider(
+    settings: TelemetrySettings,
+    sampler: Sampler,
+    processors: Sequence[SpanProcessor],
+) -> TracerProvider:
+    provider = TracerProvider(resource=build_resource(settings), sampler=sampler)
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return provider
+
+
+def shutdown_within(action: Callable[[], object], timeout_s: float, what: str) -> bool:
+    """Run a shutdown step on a daemon thread and give up after ``timeout_s``: a sink that
+    is down or black-holed must not hang the service's shutdown."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            action()
+        except Exception as exc:
+            logger.warning("telemetry_shutdown_step_failed step=%s error=%r", what, exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"telemetry-shutdown-{what}", daemon=True).start()
+    finished = done.wait(timeout_s)
+    if not finished:
+        logger.warning("telemetry_shutdown_timeout step=%s timeout_s=%s", what, timeout_s)
+    return finished
+
+
+class SpanAttributeSetter(SpanProcessor):
+    """Adds fixed attributes at span start (e.g. Sentry's profiler id for linking)."""
+
+    def __init__(self, attributes: Callable[[], dict[str, str]]) -> None:
+        self.attributes = attributes
+
+    def on_start(self, span: Span, parent_context: object = None) -> None:
+        if span.is_recording():
+            span.set_attributes(self.attributes())

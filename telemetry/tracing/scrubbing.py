@@ -1,0 +1,96 @@
+"""Span scrubbing on the export path.
+
+Span attributes cannot change after a span ends, so a span that holds a secret is copied
+with its attributes, event attributes and status description scrubbed; a clean span (the
+common case) passes through as the same object, uncopied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import Link, Status
+
+from telemetry.scrubbing import ScrubbingPolicy
+
+__all__ = ["ScrubbingSpanExporter", "scrub_span"]
+
+
+def scrub_span(policy: ScrubbingPolicy, span: ReadableSpan) -> ReadableSpan:
+    """The span itself when clean; otherwise a scrubbed ``ReadableSpan`` copy."""
+    attrs = policy.scrub_attributes(span.attributes)
+    events = [
+        ev
+        if (ev_attrs := policy.scrub_attributes(ev.attributes)) is None
+        else Event(ev.name, ev_attrs, ev.timestamp)
+        for ev in span.events
+    ]
+    links = [
+        ln
+        if (ln_attrs := policy.scrub_attributes(ln.attributes)) is None
+        else Link(ln.context, ln_attrs)
+        for ln in span.links
+    ]
+    name = policy.scrub_text(span.name)
+    status = span.status
+    if status.description:
+        description = policy.scrub_text(status.description)
+        if description is not status.description:
+            status = Status(status.status_code, description)
+    if (
+        attrs is None
+        and name is span.name
+        and status is span.status
+        and all(a is b for a, b in zip(events, span.events, strict=True))
+        and all(a is b for a, b in zip(links, span.links, strict=True))
+    ):
+        return span
+    bounded = BoundedAttributes(None, attrs if attrs is not None else span.attributes)
+    bounded.dropped = span.dropped_attributes  # keep the counts the exporter reports
+    event_list = BoundedList.from_seq(None, events)
+    event_list.dropped = span.dropped_events
+    link_list = BoundedList.from_seq(None, links)
+    link_list.dropped = span.dropped_links
+    return ReadableSpan(
+        name=name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=bounded,
+        events=event_list,
+        links=link_list,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class ScrubbingSpanExporter(SpanExporter):
+    """Wraps any ``SpanExporter`` (OTLP to Jaeger, OTLP to Sentry) and scrubs first.
+
+    Span attributes cannot change after a span ends, so scrubbing belongs here, on the
+    export path. Clean spans are passed through as they are; only spans that need a
+    change are copied.
+    """
+
+    def __init__(self, wrapped: SpanExporter, policy: ScrubbingPolicy | None = None) -> None:
+        self._wrapped = wrapped
+        self._policy = policy if policy is not None else ScrubbingPolicy.default()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        scrubbed = [scrub_span(self._policy, span) for span in spans]
+        if all(a is b for a, b in zip(scrubbed, spans, strict=True)):
+            return self._wrapped.export(spans)
+        return self._wrapped.export(scrubbed)
+
+    def shutdown(self) -> None:
+        self._wrapped.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._wrapped.force_flush(timeout_millis)
