@@ -9,15 +9,21 @@ variable is documented and no secret is committed.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import bugsink
 import pytest
 import yaml
+from django.http.request import validate_host
 
 from tests.support.bugsink import Bugsink
 
@@ -27,6 +33,9 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 BOOTSTRAP = ROOT / "deploy" / "bugsink" / "bootstrap.py"
 ENTRYPOINT = ROOT / "deploy" / "bugsink" / "sentry-env-entrypoint.sh"
+# Bugsink's own settings module of its Docker image: the image copies this template to
+# /app/bugsink_conf.py (Bugsink's Dockerfile), the PyPI package of the same version ships it.
+BUGSINK_DOCKER_SETTINGS = Path(bugsink.__file__).parent / "conf_templates" / "docker.py.template"
 
 # Variables whose values are secrets: .env.example must leave them empty and the compose
 # file must refuse to start without them (`${VAR:?...}`), never fall back to a default.
@@ -366,3 +375,114 @@ def test_bugsink_bootstrap_creates_the_project_once_and_writes_a_network_dsn(
     assert written["SENTRY_DSN"] == f"http://{issued_key}@{host}/{project['id']}"
     assert written["BUGSINK_PROJECT_ID"] == str(project["id"])
     assert f"http://127.0.0.1:8080/issues/{project['id']}/?q=" in runs[1].stdout
+
+
+# --------------------------------------------------------------------------- Bugsink hosts
+
+
+def _load_bootstrap() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bugsink_bootstrap", BOOTSTRAP)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _services_with(overrides: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The compose services as `docker compose config` sees them with a .env made of
+    .env.example, the required secrets filled in, and ``overrides``."""
+    env = {**_env_example(), **{name: f"test-{name.lower()}" for name in SECRET_VARIABLES}}
+    env.update(overrides)
+    services: dict[str, dict[str, Any]] = yaml.safe_load(
+        interpolate(COMPOSE_FILE.read_text(), env)
+    )["services"]
+    return services
+
+
+def _bugsink_settings(environment: dict[str, str]) -> dict[str, Any]:
+    """ALLOWED_HOSTS and BASE_URL as Bugsink's Docker settings module computes them in a
+    process whose whole environment is ``environment`` (what the container gets)."""
+    script = (
+        "import json, runpy, sys\n"
+        "settings = runpy.run_path(sys.argv[1])\n"
+        "print(json.dumps({'ALLOWED_HOSTS': settings['ALLOWED_HOSTS'],"
+        " 'BASE_URL': settings['BUGSINK']['BASE_URL']}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(BUGSINK_DOCKER_SETTINGS)],
+        env={"PATH": os.environ["PATH"], **{k: str(v) for k, v in environment.items()}},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    settings: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return settings
+
+
+def _network_hosts(services: dict[str, dict[str, Any]]) -> set[str]:
+    """Host names Bugsink is reached by inside the compose network: the bootstrap's API
+    calls and the DSN it writes for the services both use BUGSINK_INTERNAL_URL."""
+    internal = services["bugsink-bootstrap"]["environment"]["BUGSINK_INTERNAL_URL"]
+    host = urllib.parse.urlsplit(internal).hostname
+    assert host
+    return {host}
+
+
+@pytest.mark.parametrize(
+    ("public_url", "public_host"),
+    [
+        (None, None),  # .env.example as it is
+        ("https://bugsink.example.com", "bugsink.example.com"),
+        ("http://192.168.1.20:8080", "192.168.1.20"),
+        ("https://tools.example.com/bugsink", "tools.example.com"),
+    ],
+)
+def test_bugsink_answers_its_network_name_and_its_public_host(
+    public_url: str | None, public_host: str | None
+) -> None:
+    overrides = {}
+    if public_url is not None and public_host is not None:
+        overrides = {"BUGSINK_PUBLIC_URL": public_url, "BUGSINK_PUBLIC_HOST": public_host}
+    services = _services_with(overrides)
+    settings = _bugsink_settings(services["bugsink"]["environment"])
+    allowed = settings["ALLOWED_HOSTS"]
+    public = urllib.parse.urlsplit(settings["BASE_URL"]).hostname
+    assert public
+    for host in {*_network_hosts(services), public, "localhost", "127.0.0.1"}:
+        assert validate_host(host, allowed), f"Bugsink answers HTTP 400 to {host}: {allowed}"
+    # Explicit, not `*`: a forged Host header is still refused.
+    assert not validate_host("attacker.example", allowed), allowed
+    # The bootstrap sees the same list and has nothing to warn about.
+    bootstrap = services["bugsink-bootstrap"]["environment"]
+    assert _load_bootstrap().public_host_warning(
+        bootstrap["BUGSINK_PUBLIC_URL"], bootstrap["ALLOWED_HOSTS"]
+    ) is None
+
+
+def test_without_the_explicit_list_bugsink_refuses_its_network_name() -> None:
+    """Why the compose file sets ALLOWED_HOSTS: Bugsink's own derivation from a public URL
+    that is not localhost leaves the compose network's name out, and the bootstrap's first
+    API call (and every event the services send) is answered 400."""
+    services = _services_with({
+        "BUGSINK_PUBLIC_URL": "https://bugsink.example.com",
+        "BUGSINK_PUBLIC_HOST": "bugsink.example.com",
+    })
+    environment = dict(services["bugsink"]["environment"])
+    del environment["ALLOWED_HOSTS"]
+    derived = _bugsink_settings(environment)["ALLOWED_HOSTS"]
+    assert validate_host("bugsink.example.com", derived)
+    for host in _network_hosts(services):
+        assert not validate_host(host, derived), derived
+
+
+def test_bootstrap_warns_when_the_public_host_is_left_out() -> None:
+    bootstrap = _load_bootstrap()
+    services = _services_with({"BUGSINK_PUBLIC_URL": "https://bugsink.example.com"})
+    environment = services["bugsink-bootstrap"]["environment"]
+    warning = bootstrap.public_host_warning(
+        environment["BUGSINK_PUBLIC_URL"], environment["ALLOWED_HOSTS"]
+    )
+    assert warning and "BUGSINK_PUBLIC_HOST=bugsink.example.com" in warning
+    assert bootstrap.public_host_warning("https://a.example.com", "bugsink,.example.com") is None
+    assert bootstrap.public_host_warning("https://A.Example.COM", "a.example.com") is None
+    # Without the variable Bugsink derives the list from the public URL itself.
+    assert bootstrap.public_host_warning("https://bugsink.example.com", None) is None
