@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
 BOOTSTRAP = ROOT / "deploy" / "bugsink" / "bootstrap.py"
 ENTRYPOINT = ROOT / "deploy" / "bugsink" / "sentry-env-entrypoint.sh"
 # Bugsink's own settings module of its Docker image: the image copies this template to
@@ -486,3 +487,139 @@ def test_bootstrap_warns_when_the_public_host_is_left_out() -> None:
     assert bootstrap.public_host_warning("https://A.Example.COM", "a.example.com") is None
     # Without the variable Bugsink derives the list from the public URL itself.
     assert bootstrap.public_host_warning("https://bugsink.example.com", None) is None
+
+
+# --------------------------------------------------------------------------- .dockerignore
+#
+# Docker's own rules (moby/patternmatcher, which BuildKit and the classic builder use),
+# ported: a line is trimmed, `#` starts a comment, `!` re-includes, the pattern is
+# filepath.Clean'ed and loses a leading `/`; `*` matches within one path segment, `?` one
+# character, `**` any number of segments; a pattern matching a parent directory matches
+# everything below it; the last matching pattern decides.
+
+
+def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
+    regex, i = "^", 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            if pattern[i + 1:i + 2] == "*":
+                i += 1
+                if pattern[i + 1:i + 2] == "/":
+                    i += 1
+                regex += ".*" if i + 1 >= len(pattern) else "(.*/)?"
+            else:
+                regex += "[^/]*"
+        elif char == "?":
+            regex += "[^/]"
+        elif char in ".+()|{}$":
+            regex += "\\" + char
+        elif char == "\\" and i + 1 < len(pattern):
+            i += 1
+            regex += re.escape(pattern[i])
+        else:
+            regex += char
+        i += 1
+    return re.compile(regex + "$")
+
+
+def dockerignore_patterns(text: str) -> list[tuple[bool, re.Pattern[str]]]:
+    """(re-include, regex) per line, in order."""
+    patterns = []
+    for line in text.splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        include = pattern.startswith("!")
+        pattern = pattern[1:].strip() if include else pattern
+        pattern = os.path.normpath(pattern).lstrip("/") or "."
+        patterns.append((include, _dockerignore_regex(pattern)))
+    return patterns
+
+
+def excluded(path: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    """patternmatcher's MatchesOrParentMatches: is ``path`` left out of the context?"""
+    parents = os.path.dirname(path).split("/") if "/" in path else []
+    matched = False
+    for include, regex in patterns:
+        if include != matched:
+            continue  # only a re-include can change an excluded path, and vice versa
+        hit = bool(regex.match(path)) or any(
+            regex.match("/".join(parents[: i + 1])) for i in range(len(parents))
+        )
+        if hit:
+            matched = not include
+    return matched
+
+
+def _dockerfile_copy_sources() -> list[str]:
+    sources = []
+    for line in re.findall(r"^COPY (.+)$", DOCKERFILE.read_text(), flags=re.MULTILINE):
+        words = line.split()
+        if any(word.startswith("--from=") for word in words):
+            continue
+        sources += [word for word in words if not word.startswith("--")][:-1]
+    assert sources, "no COPY from the build context found"
+    return sources
+
+
+def _tracked_files() -> list[str]:
+    result = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=30, check=True)
+    return result.stdout.splitlines()
+
+
+def test_dockerignore_port_follows_dockers_documented_examples() -> None:
+    """The examples of Docker's .dockerignore documentation, as Docker answers them."""
+    patterns = dockerignore_patterns("*/temp*\n*/*/temp*\ntemp?\n")
+    assert excluded("somedir/temporary.txt", patterns)
+    assert excluded("somedir/temp/file", patterns)
+    assert excluded("somedir/subdir/temporary.txt", patterns)
+    assert excluded("tempa", patterns) and not excluded("temp.txt", patterns)
+    patterns = dockerignore_patterns("*.md\n!README*.md\nREADME-secret.md\n")
+    assert excluded("CHANGES.md", patterns)
+    assert not excluded("README.md", patterns) and excluded("README-secret.md", patterns)
+    patterns = dockerignore_patterns("**/*.go\n")
+    assert excluded("main.go", patterns) and excluded("a/b/c.go", patterns)
+    # A re-included directory under an excluded one comes back with its files.
+    patterns = dockerignore_patterns("*\n!deploy/demo/\n")
+    assert not excluded("deploy/demo/app.py", patterns)
+    assert excluded("deploy/Dockerfile", patterns)
+
+
+def test_dockerignore_keeps_secrets_environments_and_caches_out_of_the_context() -> None:
+    assert DOCKERIGNORE.is_file(), "without .dockerignore the context ships .venv and .env"
+    patterns = dockerignore_patterns(DOCKERIGNORE.read_text())
+    for path in (
+        ".env", ".env.local", ".env.example",
+        ".venv/pyvenv.cfg", ".venv/lib/python3.11/site-packages/sentry_sdk/__init__.py",
+        ".git/HEAD", ".git/config",
+        ".pytest_cache/v/cache/nodeids", ".mypy_cache/3.11/telemetry/api.meta.json",
+        ".ruff_cache/CACHEDIR.TAG", ".coverage",
+        "telemetry/__pycache__/api.cpython-311.pyc", "deploy/demo/__pycache__/app.cpython-311.pyc",
+        "telemetry/api.pyc", "deploy/demo/.env", "deploy/demo/demo-output/sentry.jsonl",
+        "demo-output/spans.jsonl", "demo-agents.db", "deploy/demo/demo-agents.db",
+        "tests/test_api.py", "benchmarks/results/run.json",
+        "deploy/alertmanager/secrets.example/pagerduty_routing_key", "docker-compose.yml",
+    ):
+        assert excluded(path, patterns), f"{path} would be sent to the Docker daemon"
+
+
+def test_dockerignore_keeps_every_dockerfile_copy_source_and_nothing_else() -> None:
+    patterns = dockerignore_patterns(DOCKERIGNORE.read_text())
+    sources = _dockerfile_copy_sources()
+    tracked = _tracked_files()
+    context = {path for path in tracked if not excluded(path, patterns)}
+    for source in sources:
+        below = {path for path in tracked if path == source or path.startswith(f"{source}/")}
+        assert below, f"COPY {source}: nothing tracked there"
+        assert below <= context, f"COPY {source} would miss {sorted(below - context)[:5]}"
+    copied = {
+        path for path in tracked
+        for source in sources
+        if path == source or path.startswith(f"{source}/")
+    }
+    assert context == copied, f"sent but never copied: {sorted(context - copied)[:10]}"
+    # The package's own modules, not just the directory, are in (a pattern slip such as
+    # `**/*.py` would leave the directory tree and drop the code).
+    assert "telemetry/__init__.py" in context and "deploy/demo/app.py" in context
