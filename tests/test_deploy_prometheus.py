@@ -8,7 +8,9 @@ an absent binary into a silently skipped check.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,9 @@ PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 RULES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+ALERTMANAGER_ENTRYPOINT = ROOT / "deploy" / "alertmanager" / "entrypoint.sh"
+PLACEHOLDER_KEY = ROOT / "deploy" / "alertmanager" / "secrets.example" / "pagerduty_routing_key"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 
 LINK_ANNOTATIONS = ("dashboard", "jaeger", "sentry")
@@ -254,3 +259,126 @@ def test_alertmanager_groups_by_alert_and_service_and_inhibits_warning_twins() -
     assert pagerduty["routing_key_file"].startswith("/run/secrets/")
     for template in config["templates"]:
         assert list(ALERTMANAGER_CONFIG.parent.glob(template)), template
+
+
+# ----------------------------------------------------- PagerDuty only with a routing key
+
+
+def _shells() -> list[Any]:
+    """The entrypoint runs under the image's busybox sh; dash (Debian's sh) too, as a
+    second POSIX shell. busybox is Debian's package `busybox`."""
+    shells: list[Any] = [pytest.param(["sh"], id="dash")]
+    busybox = shutil.which("busybox")
+    shells.append(pytest.param(
+        [busybox or "busybox", "sh"], id="busybox",
+        marks=pytest.mark.skipif(busybox is None, reason="apt-get install busybox"),
+    ))
+    return shells
+
+
+def _run_entrypoint(shell: list[str], key_file: Path, tmp_path: Path) -> tuple[list[str], str]:
+    """Run entrypoint.sh with a stub in place of /bin/alertmanager: the arguments the stub
+    received, and what the entrypoint said."""
+    received = tmp_path / "received-args"
+    stub = tmp_path / "alertmanager-stub"
+    stub.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$STUB_ARGS"\n')
+    stub.chmod(0o755)
+    result = subprocess.run(
+        [*shell, str(ALERTMANAGER_ENTRYPOINT), f"--config.file={ALERTMANAGER_CONFIG}",
+         "--storage.path=/alertmanager", "--web.external-url=http://127.0.0.1:9093"],
+        env={
+            "PATH": os.environ["PATH"],
+            "PAGERDUTY_ROUTING_KEY_FILE": str(key_file),
+            "ALERTMANAGER_BINARY": str(stub),
+            "ALERTMANAGER_RENDERED_CONFIG_DIR": str(tmp_path / "rendered"),
+            "STUB_ARGS": str(received),
+        },
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return received.read_text().splitlines(), result.stderr
+
+
+def _page_receivers(amtool: str, config: Path) -> str:
+    result = _run([
+        amtool, "config", "routes", "test", f"--config.file={config}",
+        "severity=page", "alertname=HighErrorRate", "service=api",
+    ])
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("shell", _shells())
+@pytest.mark.parametrize("key", ["placeholder", "empty", "missing", "blank-lines"])
+def test_without_a_routing_key_pages_reach_slack_but_never_pagerduty(
+    amtool: str, shell: list[str], key: str, tmp_path: Path
+) -> None:
+    key_file = {
+        "placeholder": PLACEHOLDER_KEY,  # what compose mounts unless .env says otherwise
+        "empty": tmp_path / "empty",
+        "missing": tmp_path / "absent",
+        "blank-lines": tmp_path / "blank",
+    }[key]
+    if key == "empty":
+        key_file.write_text("")
+    if key == "blank-lines":
+        key_file.write_text("\n  \n")
+    args, said = _run_entrypoint(shell, key_file, tmp_path)
+    config = Path(args[0].removeprefix("--config.file="))
+    assert config == tmp_path / "rendered" / "alertmanager.yml"
+    # Every other argument passes through untouched, in order.
+    assert args[1:] == ["--storage.path=/alertmanager", "--web.external-url=http://127.0.0.1:9093"]
+    assert "pages go to Slack only" in said
+    # amtool on the config Alertmanager gets: a page reaches the integration-less receiver
+    # and Slack; the committed config (with a key) would have paged PagerDuty.
+    assert _page_receivers(amtool, config) == "pagerduty-not-configured,slack"
+    assert _page_receivers(amtool, ALERTMANAGER_CONFIG) == "pagerduty,slack"
+    checked = _run([amtool, "check-config", str(config)])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The copy differs from the committed config in that one route, and nothing else; its
+    # templates resolve as the original's do.
+    rendered, committed = _load(config), _load(ALERTMANAGER_CONFIG)
+    receivers = {receiver["name"]: receiver for receiver in rendered["receivers"]}
+    assert set(receivers["pagerduty-not-configured"]) == {"name"}, "an integration-less receiver"
+    committed["route"]["routes"][0]["receiver"] = "pagerduty-not-configured"
+    assert rendered == committed
+    for template in rendered["templates"]:
+        assert list(config.parent.glob(template)), template
+
+
+@pytest.mark.parametrize("shell", _shells())
+def test_with_a_routing_key_the_config_is_used_as_it_is(
+    amtool: str, shell: list[str], tmp_path: Path
+) -> None:
+    key_file = tmp_path / "pagerduty_routing_key"
+    key_file.write_text("0123456789abcdef0123456789abcdef\n")
+    args, said = _run_entrypoint(shell, key_file, tmp_path)
+    assert args == [f"--config.file={ALERTMANAGER_CONFIG}", "--storage.path=/alertmanager",
+                    "--web.external-url=http://127.0.0.1:9093"]
+    assert "pages go to PagerDuty" in said
+    assert not (tmp_path / "rendered").exists()
+    assert _page_receivers(amtool, ALERTMANAGER_CONFIG) == "pagerduty,slack"
+
+
+def test_compose_runs_alertmanager_through_the_entrypoint_with_the_secret_it_reads() -> None:
+    service = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["alertmanager"]
+    mounts = dict(volume.split(":")[:2] for volume in service["volumes"])
+    mounted_dir = next(
+        target for source, target in mounts.items()
+        if (ROOT / source).resolve() == ALERTMANAGER_CONFIG.parent
+    )
+    assert service["entrypoint"] == ["/bin/sh", f"{mounted_dir}/entrypoint.sh"]
+    assert f"--config.file={mounted_dir}/alertmanager.yml" in service["command"]
+    script = ALERTMANAGER_ENTRYPOINT.read_text()
+    # Compose mounts a service's secrets at /run/secrets/<name>; the script reads that one,
+    # and renders into the storage path, a volume the image's user can write.
+    assert "pagerduty_routing_key" in service["secrets"]
+    assert "${PAGERDUTY_ROUTING_KEY_FILE:-/run/secrets/pagerduty_routing_key}" in script
+    storage = next(
+        arg.split("=", 1)[1] for arg in service["command"] if arg.startswith("--storage.path=")
+    )
+    assert f"${{ALERTMANAGER_RENDERED_CONFIG_DIR:-{storage}/" in script
+    assert any(volume.endswith(f":{storage}") for volume in service["volumes"])
+    # The placeholder the compose default mounts is the one the script recognises.
+    assert PLACEHOLDER_KEY.read_text().strip() == "not-configured"
+    assert 'placeholder="not-configured"' in script
