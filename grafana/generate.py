@@ -41,7 +41,7 @@ NOT_TRAFFIC = 'route!~"/metrics|/health/.*"'
 # first project bugsink-bootstrap creates. Override them in the dashboard (or the URL:
 # ?var-jaeger_url=...) for another deployment.
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
-DEFAULT_SENTRY_ISSUES_URL = "http://127.0.0.1:8080/issues/1/?q="
+DEFAULT_SENTRY_ISSUES_URL = "http://127.0.0.1:8080/issues/1/all/?q="
 
 # What the dashboard variables become in promql_expressions(): select everything.
 ALL_VALUES = {
@@ -294,7 +294,7 @@ LINK_VARS = [
     textbox_variable(
         "sentry_issues_url", "Sentry issue search URL", DEFAULT_SENTRY_ISSUES_URL,
         "Issue search URL up to its query parameter, the search terms are appended. "
-        "Bugsink: http://host/issues/<project id>/?q=  "
+        "Bugsink: http://host/issues/<project id>/all/?q=  "
         "Sentry: https://<org>.sentry.io/issues/?project=<id>&query=",
     ),
 ]

@@ -375,7 +375,9 @@ def test_bugsink_bootstrap_creates_the_project_once_and_writes_a_network_dsn(
     host = bugsink.url.split("://", 1)[1]
     assert written["SENTRY_DSN"] == f"http://{issued_key}@{host}/{project['id']}"
     assert written["BUGSINK_PROJECT_ID"] == str(project["id"])
-    assert f"http://127.0.0.1:8080/issues/{project['id']}/?q=" in runs[1].stdout
+    printed = f"http://127.0.0.1:8080/issues/{project['id']}/all/?q="
+    assert printed in runs[1].stdout
+    assert bugsink_issue_lists([printed]) == {printed: "all"}
 
 
 # --------------------------------------------------------------------------- Bugsink hosts
@@ -623,3 +625,74 @@ def test_dockerignore_keeps_every_dockerfile_copy_source_and_nothing_else() -> N
     # The package's own modules, not just the directory, are in (a pattern slip such as
     # `**/*.py` would leave the directory tree and drop the code).
     assert "telemetry/__init__.py" in context and "deploy/demo/app.py" in context
+
+
+# --------------------------------------------------------------------------- Bugsink links
+
+
+def bugsink_issue_lists(urls: list[str]) -> dict[str, str]:
+    """For each Bugsink URL, the issue list Bugsink's own URL conf serves at its path
+    (``state_filter``: open, unresolved, resolved, muted or all), resolved by Django with
+    Bugsink's settings; '<no match>' when the path is no issue list."""
+    script = (
+        "import json, sys, django\n"
+        "django.setup()\n"
+        "from django.urls import Resolver404, resolve\n"
+        "found = {}\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        found[path] = resolve(path).kwargs.get('state_filter', '<no match>')\n"
+        "    except Resolver404:\n"
+        "        found[path] = '<no match>'\n"
+        "print(json.dumps(found))\n"
+    )
+    paths = [urllib.parse.urlsplit(url).path for url in urls]
+    result = subprocess.run(
+        [sys.executable, "-c", script, *paths],
+        env={"PATH": os.environ["PATH"], "SECRET_KEY": "url-resolution-only",
+             "DJANGO_SETTINGS_MODULE": "bugsink.settings.default"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    by_path: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return {url: by_path[path] for url, path in zip(urls, paths, strict=True)}
+
+
+def _grafana_generator() -> ModuleType:
+    path = ROOT / "grafana" / "generate.py"
+    spec = importlib.util.spec_from_file_location("grafana_generate", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bugsink_issue_links_list_every_issue_not_only_open_ones(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """An alert or a panel links to the issues of a release or a trace; Bugsink's
+    /issues/<project>/ lists open issues only, so a resolved (or muted) issue that is
+    happening again would not be there. Every default link base uses /issues/<project>/all/."""
+    dashboards = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+    bases = {
+        ".env.example": _env_example()["SENTRY_ISSUES_URL"],
+        "compose prometheus": services["prometheus"]["environment"]["SENTRY_ISSUES_URL"],
+        "compose grafana": services["grafana"]["environment"]["SENTRY_ISSUES_URL"],
+        "grafana/generate.py": _grafana_generator().DEFAULT_SENTRY_ISSUES_URL,
+        **{
+            f"grafana/dashboards/{path.name}": next(
+                variable["query"]
+                for variable in json.loads(path.read_text())["templating"]["list"]
+                if variable["name"] == "sentry_issues_url"
+            )
+            for path in dashboards
+        },
+    }
+    assert len(bases) == 4 + len(dashboards) and dashboards
+    lists = bugsink_issue_lists(list(bases.values()))
+    for where, url in bases.items():
+        assert lists[url] == "all", f"{where}: {url} lists {lists[url]} issues"
+    # The check itself can tell: the old form is the open list.
+    old = "http://127.0.0.1:8080/issues/1/?q="
+    assert bugsink_issue_lists([old]) == {old: "open"}

@@ -169,7 +169,7 @@ def test_link_variables_have_working_local_defaults(dashboards: dict[str, dict[s
     for dashboard in dashboards.values():
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}
         assert variables["jaeger_url"]["query"] == "http://127.0.0.1:16686"
-        assert variables["sentry_issues_url"]["query"] == "http://127.0.0.1:8080/issues/1/?q="
+        assert variables["sentry_issues_url"]["query"] == "http://127.0.0.1:8080/issues/1/all/?q="
         assert variables["service"]["datasource"]["uid"] == "prometheus"
 
 

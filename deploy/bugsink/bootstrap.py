@@ -244,7 +244,7 @@ def main() -> int:
     # logs travel further than the volume.
     print(f"bugsink-bootstrap: team {team_name!r}, project {project_name!r} (id {project['id']})")
     print(f"bugsink-bootstrap: wrote SENTRY_DSN for {internal_url} to {output}")
-    print(f"bugsink-bootstrap: issue search: {public_url}/issues/{project['id']}/?q=")
+    print(f"bugsink-bootstrap: issue search: {public_url}/issues/{project['id']}/all/?q=")
     return 0
 
 

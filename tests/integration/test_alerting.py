@@ -36,7 +36,7 @@ SERVICE = "checkout"
 RELEASE = "checkout@1.2.3"
 GRAFANA_URL = "http://grafana.example.test"
 JAEGER_URL = "http://jaeger.example.test"
-SENTRY_ISSUES_URL = "http://bugsink.example.test/issues/1/?q="
+SENTRY_ISSUES_URL = "http://bugsink.example.test/issues/1/all/?q="
 ROUTING_KEY = "test-routing-key-0123456789abcdef"
 
 
