@@ -38,8 +38,11 @@ JAEGER = {"type": "jaeger", "uid": "jaeger"}
 NOT_TRAFFIC = 'route!~"/metrics|/health/.*"'
 
 # Local defaults of the link variables: the ports docker-compose.yml publishes, and the
-# first project bugsink-bootstrap creates. Override them in the dashboard (or the URL:
-# ?var-jaeger_url=...) for another deployment.
+# first project bugsink-bootstrap creates. In the compose stack grafana/entrypoint.sh
+# replaces them with JAEGER_PUBLIC_URL and SENTRY_ISSUES_URL when Grafana starts (Grafana
+# itself reads no environment in dashboard JSON); elsewhere set them in the dashboard or
+# the URL (?var-jaeger_url=...). Each default must appear in a dashboard only as its
+# variable's value: the entrypoint replaces the quoted string wherever it occurs.
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
 DEFAULT_SENTRY_ISSUES_URL = "http://127.0.0.1:8080/issues/1/all/?q="
 
