@@ -169,6 +169,54 @@ def test_data_links_carry_their_variables(dashboards: dict[str, dict[str, Any]])
     assert sentry_queries == {"release", "transaction"}
 
 
+def test_red_and_dependency_dashboards_link_every_panel_to_sentry_and_jaeger(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("service-overview.json", "release-comparison.json", "dependencies.json"):
+        kinds = set()
+        for panel in _panels(dashboards[name]):
+            urls = [link["url"] for link in panel["fieldConfig"]["defaults"].get("links", [])]
+            kinds |= {url.split(":", 1)[0] for url in urls}
+            if name == "dependencies.json":
+                # Every dependency panel: the release's issues and the service's traces.
+                assert any(url.startswith("${sentry_issues_url") for url in urls), panel["title"]
+                assert any(url.startswith("${jaeger_url") for url in urls), panel["title"]
+        assert kinds == {"${sentry_issues_url", "${jaeger_url"}, name
+
+
+def _series_labels(expr: str) -> set[str]:
+    """Labels the series of a panel query carry: its outermost `by (...)` grouping (the
+    first one written; inner ones, like a join's `group by`, do not reach the result), and
+    the labels a recording rule's name announces (service_release:... carries service and
+    release)."""
+    outermost = re.search(r"\bby \(([^)]*)\)", expr)
+    labels = {label.strip() for label in outermost.group(1).split(",")} if outermost else set()
+    for record in re.findall(r"\b([a-z_]+):[a-z0-9_]+:[a-z0-9_]+\b", expr):
+        labels |= set(record.split("_"))
+    return labels - {""}
+
+
+def test_panel_links_use_only_labels_their_series_carry(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    """A link to ${__field.labels.release} on a series without `release` opens an empty
+    search: every label a link reads must survive the panel query's aggregation."""
+    checked = 0
+    for name, dashboard in dashboards.items():
+        for panel in _panels(dashboard):
+            links = panel["fieldConfig"]["defaults"].get("links", [])
+            wanted = {
+                label
+                for link in links
+                for label in re.findall(r"\$\{__field\.labels\.(\w+)", link["url"])
+            }
+            for query in panel.get("targets", []):
+                carried = _series_labels(query["expr"])
+                assert wanted <= carried, (name, panel["title"], sorted(wanted - carried))
+                checked += bool(wanted)
+    assert checked >= 20
+
+
 def test_link_variables_have_working_local_defaults(dashboards: dict[str, dict[str, Any]]) -> None:
     for dashboard in dashboards.values():
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}
