@@ -8,6 +8,7 @@ an absent binary into a silently skipped check.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -382,3 +383,156 @@ def test_compose_runs_alertmanager_through_the_entrypoint_with_the_secret_it_rea
     # The placeholder the compose default mounts is the one the script recognises.
     assert PLACEHOLDER_KEY.read_text().strip() == "not-configured"
     assert 'placeholder="not-configured"' in script
+
+
+# ---------------------------------------------------- Prometheus 3's left-open ranges
+#
+# The compose stack runs Prometheus 3; promtool here is Debian's 2.42 (no 3.x promtool is
+# packaged on PyPI, npm or Debian). 3.0 made range selectors and the lookback delta
+# left-open: a sample exactly at the left edge of [5m] (or 5 minutes old) is no longer
+# selected. The rules are kept robust to it (every range spans many scrape intervals) and
+# their unit tests are also run with each range shortened by 1 ms, which on the tests'
+# one-minute sample grid selects exactly the samples Prometheus 3 selects.
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_DURATION = r"(?:\d+(?:ms|[smhdwy]))"
+_RANGE = re.compile(rf"\[(?P<range>{_DURATION}+)(?::(?P<step>{_DURATION}*))?\]")
+
+
+def _seconds(duration: str) -> float:
+    parts = re.findall(r"(\d+)(ms|[smhdwy])", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(int(number) * _UNITS[unit] for number, unit in parts)
+
+
+def _scrape_intervals() -> dict[str, float]:
+    """Every scrape interval the rules' inputs arrive at: compose and the k8s monitors."""
+    config = _load(PROMETHEUS_DIR / "prometheus.yml")
+    default = config["global"]["scrape_interval"]
+    intervals = {
+        f"compose {job['job_name']}": _seconds(job.get("scrape_interval", default))
+        for job in config["scrape_configs"]
+    }
+    monitors = ROOT / "deploy" / "k8s" / "base" / "servicemonitors.yaml"
+    for document in yaml.safe_load_all(monitors.read_text()):
+        for endpoint in document["spec"]["endpoints"]:
+            intervals[f"k8s {document['metadata']['name']}"] = _seconds(endpoint["interval"])
+    return intervals
+
+
+def test_every_range_spans_at_least_four_scrape_intervals() -> None:
+    """Under Prometheus 3 a window of N scrape intervals holds N samples (2.x: N + 1 when
+    one fell on the edge). With N >= 4, rate() keeps several samples after a failed scrape
+    and extrapolates over the excluded edge; the rules' [5m] at 15 s hold 20."""
+    intervals = _scrape_intervals()
+    longest = max(intervals.values())
+    assert longest == 15, intervals
+    ranges = 0
+    for rule in _rules("expr"):
+        for match in _RANGE.finditer(rule["expr"]):
+            ranges += 1
+            name = rule.get("record") or rule.get("alert")
+            assert _seconds(match.group("range")) >= 4 * longest, (name, match.group(0))
+            if match.group("step"):
+                # A subquery: its own steps are the samples of the outer function.
+                assert _seconds(match.group("range")) >= 4 * _seconds(match.group("step"))
+    assert ranges >= 12
+    # Grafana's $__rate_interval is max(4 x timeInterval, step + timeInterval): the data
+    # source must know the real scrape interval.
+    datasources = _load(ROOT / "grafana" / "provisioning" / "datasources" / "datasources.yml")
+    prometheus = next(d for d in datasources["datasources"] if d["uid"] == "prometheus")
+    scrape = _load(PROMETHEUS_DIR / "prometheus.yml")["global"]["scrape_interval"]
+    assert prometheus["jsonData"]["timeInterval"] == scrape
+
+
+def _left_open(text: str) -> str:
+    """Each range and subquery range 1 ms shorter: [5m] -> [299999ms], [1h:1m] -> ..."""
+    def shorter(match: re.Match[str]) -> str:
+        milliseconds = round(_seconds(match.group("range")) * 1000) - 1
+        step = match.group("step")
+        return f"[{milliseconds}ms]" if step is None else f"[{milliseconds}ms:{step}]"
+
+    return _RANGE.sub(shorter, text)
+
+
+def _write_left_open_copy(directory: Path) -> Path:
+    (directory / "rules").mkdir()
+    (directory / "tests").mkdir()
+    for path in RULES:
+        (directory / "rules" / path.name).write_text(_left_open(path.read_text()))
+    for path in RULE_TESTS:
+        (directory / "tests" / path.name).write_text(path.read_text())
+    return directory / "tests"
+
+
+_SAMPLE = re.compile(r'(\{(?:[^{}"]|"(?:[^"\\]|\\.)*")*\}) ([-+0-9.eEInfNa]+)')
+
+
+def _failed_samples(output: str) -> list[tuple[dict[str, float], dict[str, float]]]:
+    """(expected, got) samples of each failed promql_expr_test in promtool's report."""
+    pairs = []
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith("exp:") and i + 1 < len(lines):
+            expected = {labels: float(value) for labels, value in _SAMPLE.findall(line)}
+            got = {labels: float(value) for labels, value in _SAMPLE.findall(lines[i + 1])}
+            pairs.append((expected, got))
+    return pairs
+
+
+def test_the_left_open_emulation_selects_what_prometheus_3_selects(
+    promtool: str, tmp_path: Path
+) -> None:
+    """The rewrite on a case where the edge matters: six samples a minute apart, counted
+    over [5m] at the last one. 2.x counts 6; Prometheus 3 counts 5, and so does 2.x on the
+    rewritten range."""
+    rule = {"groups": [{"name": "edge", "rules": [
+        {"record": "edge:count", "expr": "count_over_time(x[5m])"},
+        {"record": "edge:rate", "expr": "rate(c[5m])"},
+    ]}]}
+    (tmp_path / "closed.yml").write_text(yaml.safe_dump(rule))
+    (tmp_path / "open.yml").write_text(_left_open(yaml.safe_dump(rule)))
+    for rule_file, count in (("closed.yml", 6), ("open.yml", 5)):
+        test = {
+            "rule_files": [rule_file],
+            "evaluation_interval": "1m",
+            "tests": [{
+                "interval": "1m",
+                "input_series": [{"series": "x", "values": "1x5"},
+                                 {"series": "c", "values": "0+60x5"}],
+                "promql_expr_test": [
+                    {"expr": "edge:count", "eval_time": "5m",
+                     "exp_samples": [{"labels": "edge:count", "value": count}]},
+                    # A steady counter: the same rate either way (extrapolation).
+                    {"expr": "edge:rate", "eval_time": "5m",
+                     "exp_samples": [{"labels": "edge:rate", "value": 1}]},
+                ],
+            }],
+        }
+        (tmp_path / f"test-{rule_file}").write_text(yaml.safe_dump(test))
+        result = _run([promtool, "test", "rules", f"test-{rule_file}"], cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rule_unit_tests_hold_with_left_open_ranges(promtool: str, tmp_path: Path) -> None:
+    """Every alert test passes unchanged (eval times sit whole windows inside each phase
+    of the input series); every recording-rule value agrees to within rounding (the
+    rewritten range is 1 ms shorter, and rate() divides by it)."""
+    tests_dir = _write_left_open_copy(tmp_path)
+    assert "[299999ms]" in (tmp_path / "rules" / "recording.yml").read_text()
+    alerts = _run([promtool, "test", "rules", "alerts_test.yml"], cwd=tests_dir)
+    assert alerts.returncode == 0, alerts.stdout + alerts.stderr
+    recording = _run([promtool, "test", "rules", "recording_test.yml"], cwd=tests_dir)
+    if recording.returncode == 0:
+        return
+    report = recording.stdout + recording.stderr
+    failures = _failed_samples(report)
+    assert failures, report
+    # Every failure is a value comparison (no missing or extra series, no other error).
+    assert report.count("expr:") == len(failures), report
+    for expected, got in failures:
+        assert set(expected) == set(got), (expected, got)
+        for labels, value in expected.items():
+            assert math.isclose(got[labels], value, rel_tol=1e-6, abs_tol=1e-12), (
+                labels, value, got[labels],
+            )
