@@ -38,10 +38,13 @@ JAEGER = {"type": "jaeger", "uid": "jaeger"}
 NOT_TRAFFIC = 'route!~"/metrics|/health/.*"'
 
 # Local defaults of the link variables: the ports docker-compose.yml publishes, and the
-# first project bugsink-bootstrap creates. Override them in the dashboard (or the URL:
-# ?var-jaeger_url=...) for another deployment.
+# first project bugsink-bootstrap creates. In the compose stack grafana/entrypoint.sh
+# replaces them with JAEGER_PUBLIC_URL and SENTRY_ISSUES_URL when Grafana starts (Grafana
+# itself reads no environment in dashboard JSON); elsewhere set them in the dashboard or
+# the URL (?var-jaeger_url=...). Each default must appear in a dashboard only as its
+# variable's value: the entrypoint replaces the quoted string wherever it occurs.
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
-DEFAULT_SENTRY_ISSUES_URL = "http://127.0.0.1:8080/issues/1/?q="
+DEFAULT_SENTRY_ISSUES_URL = "http://127.0.0.1:8080/issues/1/all/?q="
 
 # What the dashboard variables become in promql_expressions(): select everything.
 ALL_VALUES = {
@@ -294,7 +297,7 @@ LINK_VARS = [
     textbox_variable(
         "sentry_issues_url", "Sentry issue search URL", DEFAULT_SENTRY_ISSUES_URL,
         "Issue search URL up to its query parameter, the search terms are appended. "
-        "Bugsink: http://host/issues/<project id>/?q=  "
+        "Bugsink: http://host/issues/<project id>/all/?q=  "
         "Sentry: https://<org>.sentry.io/issues/?project=<id>&query=",
     ),
 ]
@@ -524,62 +527,79 @@ def release_comparison() -> dict[str, Any]:
     )
 
 
+def _with_release(rate: str) -> str:
+    """``rate`` with the ``release`` (<service>@<version>) of the process that recorded each
+    sample: the build info of the same job and instance supplies it, as in the release
+    recording rules. The dependency metrics carry no release of their own."""
+    return (f"{rate} * on (job, instance) group_left (release) "
+            "group by (job, instance, release) (service_build_info)")
+
+
 def dependencies() -> dict[str, Any]:
     svc = 'service=~"$service"'
+    calls = f"rate(http_client_request_duration_seconds_count{{{svc}}}[$__rate_interval])"
+    failed = (f"rate(http_client_request_duration_seconds_count{{{svc}, "
+              'status_code!~"[1-4].."}[$__rate_interval])')
+    call_buckets = f"rate(http_client_request_duration_seconds_bucket{{{svc}}}[$__rate_interval])"
+    operations = f"rate(db_client_operation_duration_seconds_count{{{svc}}}[$__rate_interval])"
+    operation_buckets = (
+        f"rate(db_client_operation_duration_seconds_bucket{{{svc}}}[$__rate_interval])"
+    )
+    # By release, so each series opens the Sentry issues of the release that made the
+    # calls (and the Jaeger traces of its service): a dependency failing after a deploy
+    # shows as the new release's series.
     panels = [
         row(100, "Outgoing HTTP", 0),
         timeseries(
             1, "HTTP client calls by peer", "Outgoing HTTP requests per second per peer.",
-            [target("sum by (service, peer) "
-                    f"(rate(http_client_request_duration_seconds_count{{{svc}}}"
-                    "[$__rate_interval]))", "{{service}} → {{peer}}", exemplar=True)],
-            "reqps", grid(0, 1, 8), links=SERVICE_LINKS,
+            [target(f"sum by (service, release, peer) ({_with_release(calls)})",
+                    "{{release}} → {{peer}}", exemplar=True)],
+            "reqps", grid(0, 1, 8), links=RELEASE_LINKS,
         ),
         timeseries(
             2, "HTTP client errors by peer",
             "Share of outgoing requests answered 5xx (or without an answer) per peer.",
-            [target("sum by (service, peer) "
-                    f"(rate(http_client_request_duration_seconds_count{{{svc}, "
-                    'status_code!~"[1-4].."}[$__rate_interval])) / sum by (service, peer) '
-                    f"(rate(http_client_request_duration_seconds_count{{{svc}}}[$__rate_interval]))",
-                    "{{service}} → {{peer}}")],
-            "percentunit", grid(8, 1, 8), links=SERVICE_LINKS, minimum=0,
+            [target(f"sum by (service, release, peer) ({_with_release(failed)}) / "
+                    f"sum by (service, release, peer) ({_with_release(calls)})",
+                    "{{release}} → {{peer}}")],
+            "percentunit", grid(8, 1, 8), links=RELEASE_LINKS, minimum=0,
         ),
         timeseries(
             3, "HTTP client p95 by peer", "95th percentile duration of outgoing requests.",
-            [target("histogram_quantile(0.95, sum by (service, peer, le) "
-                    f"(rate(http_client_request_duration_seconds_bucket{{{svc}}}[$__rate_interval])))",
-                    "{{service}} → {{peer}}", exemplar=True)],
-            "s", grid(16, 1, 8), links=SERVICE_LINKS,
+            [target("histogram_quantile(0.95, sum by (service, release, peer, le) "
+                    f"({_with_release(call_buckets)}))",
+                    "{{release}} → {{peer}}", exemplar=True)],
+            "s", grid(16, 1, 8), links=RELEASE_LINKS,
         ),
         row(101, "Databases and caches", 9),
         timeseries(
             4, "Operations by system", "Database and cache operations per second.",
-            [target("sum by (service, system, operation) "
-                    f"(rate(db_client_operation_duration_seconds_count{{{svc}}}[$__rate_interval]))",
-                    "{{service}} {{system}} {{operation}}", exemplar=True)],
-            "ops", grid(0, 10), links=SERVICE_LINKS,
+            [target("sum by (service, release, system, operation) "
+                    f"({_with_release(operations)})",
+                    "{{release}} {{system}} {{operation}}", exemplar=True)],
+            "ops", grid(0, 10), links=RELEASE_LINKS,
         ),
         timeseries(
             5, "Operation p95 by system",
             "95th percentile duration of database and cache operations.",
-            [target("histogram_quantile(0.95, sum by (service, system, operation, le) "
-                    f"(rate(db_client_operation_duration_seconds_bucket{{{svc}}}[$__rate_interval])))",
-                    "{{service}} {{system}} {{operation}}", exemplar=True)],
-            "s", grid(12, 10), links=SERVICE_LINKS,
+            [target("histogram_quantile(0.95, sum by (service, release, system, operation, le) "
+                    f"({_with_release(operation_buckets)}))",
+                    "{{release}} {{system}} {{operation}}", exemplar=True)],
+            "s", grid(12, 10), links=RELEASE_LINKS,
         ),
         timeseries(
             6, "Operation p50 by system", "Median duration of database and cache operations.",
-            [target("histogram_quantile(0.50, sum by (service, system, le) "
-                    f"(rate(db_client_operation_duration_seconds_bucket{{{svc}}}[$__rate_interval])))",
-                    "{{service}} {{system}}", exemplar=True)],
-            "s", grid(0, 18, 24), links=SERVICE_LINKS,
+            [target("histogram_quantile(0.50, sum by (service, release, system, le) "
+                    f"({_with_release(operation_buckets)}))",
+                    "{{release}} {{system}}", exemplar=True)],
+            "s", grid(0, 18, 24), links=RELEASE_LINKS,
         ),
     ]
     return dashboard(
         "telemetry-dependencies", "Dependencies",
         "What the services wait for: outgoing HTTP calls (HTTPX), PostgreSQL / SQLite "
-        "(SQLAlchemy) and Redis, with exemplars to the calling trace.",
+        "(SQLAlchemy) and Redis, by release, with exemplars to the calling trace and links "
+        "to the release's Sentry issues and the service's Jaeger traces.",
         panels, [SERVICE_VAR, *LINK_VARS], tags=["dependencies"],
     )
 

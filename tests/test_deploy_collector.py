@@ -227,6 +227,258 @@ def test_listeners_bind_all_interfaces_and_debug_endpoints_localhost(
     assert (exporter["host"], exporter["port"]) == ("0.0.0.0", 8888)
 
 
+# --------------------------------------------------------------------------- field types
+#
+# The Collector decodes each component's YAML into its Go config struct with mapstructure,
+# strictly (confmap.strictlyTypedInput, stable since v0.108; otelcol-contrib 0.135.0 here):
+# a YAML int where the struct has a string is "expected type 'string', got unconvertible
+# type 'int'", an unknown key is "has invalid keys", and either stops the Collector at
+# start (a crash-looping DaemonSet in deploy/k8s). The schema below mirrors the config
+# structs of the components these files use, for the fields they use and their
+# neighbours; exporter/loadbalancingexporter/config.go is the one that bit:
+#
+#   type DNSResolver struct {
+#       Hostname string        `mapstructure:"hostname"`
+#       Port     string        `mapstructure:"port"`
+#       Interval time.Duration `mapstructure:"interval"`
+#       Timeout  time.Duration `mapstructure:"timeout"`
+#   }
+#   type K8sSvcResolver struct { Service string; Ports []int32; Timeout time.Duration; ... }
+#
+# Kinds: "string", "int", "uint", "float", "bool", "duration" (a Go duration string:
+# mapstructure would take a bare number too, as nanoseconds, which is never what a config
+# means), ("list", kind), ("map", kind) and nested dicts (structs: unknown keys refused).
+
+STR, INT, UINT, FLOAT, BOOL, DURATION = "string", "int", "uint", "float", "bool", "duration"
+Kind = Any
+
+
+def _list(kind: Kind) -> tuple[str, Kind]:
+    return ("list", kind)
+
+
+def _map(kind: Kind) -> tuple[str, Kind]:
+    return ("map", kind)
+
+
+_TLS = {
+    "insecure": BOOL, "insecure_skip_verify": BOOL, "ca_file": STR, "cert_file": STR,
+    "key_file": STR, "server_name_override": STR, "min_version": STR,
+}
+_QUEUE = {  # exporterhelper.QueueBatchConfig
+    "enabled": BOOL, "num_consumers": INT, "queue_size": INT, "wait_for_result": BOOL,
+    "block_on_overflow": BOOL, "sizer": STR, "storage": STR,
+}
+_RETRY = {  # configretry.BackOffConfig
+    "enabled": BOOL, "initial_interval": DURATION, "randomization_factor": FLOAT,
+    "multiplier": FLOAT, "max_interval": DURATION, "max_elapsed_time": DURATION,
+}
+_EXPORTER_HELPER = {"timeout": DURATION, "sending_queue": _QUEUE, "retry_on_failure": _RETRY}
+_OTLP_EXPORTER = {  # exporter/otlpexporter: configgrpc.ClientConfig + exporterhelper
+    "endpoint": STR, "compression": STR, "tls": _TLS, "headers": _map(STR),
+    "balancer_name": STR, "authority": STR, "wait_for_ready": BOOL, **_EXPORTER_HELPER,
+}
+_OTLPHTTP_EXPORTER = {  # exporter/otlphttpexporter: confighttp.ClientConfig + exporterhelper
+    "endpoint": STR, "traces_endpoint": STR, "metrics_endpoint": STR, "logs_endpoint": STR,
+    "headers": _map(STR), "compression": STR, "encoding": STR, "tls": _TLS,
+    **_EXPORTER_HELPER,
+}
+_POLICY = {  # processor/tailsamplingprocessor PolicyCfg (sharedPolicyCfg + its blocks)
+    "name": STR, "type": STR,
+    "always_sample": {},
+    "latency": {"threshold_ms": INT, "upper_threshold_ms": INT},
+    "status_code": {"status_codes": _list(STR)},
+    "string_attribute": {
+        "key": STR, "values": _list(STR), "enabled_regex_matching": BOOL,
+        "cache_max_size": INT, "invert_match": BOOL,
+    },
+    "boolean_attribute": {"key": STR, "value": BOOL, "invert_match": BOOL},
+    "numeric_attribute": {"key": STR, "min_value": INT, "max_value": INT, "invert_match": BOOL},
+    "probabilistic": {"sampling_percentage": FLOAT, "hash_salt": STR},
+    "rate_limiting": {"spans_per_second": INT},
+    "span_count": {"min_spans": INT, "max_spans": INT},
+}
+
+COMPONENT_SCHEMAS: dict[str, dict[str, Kind]] = {
+    "receivers/otlp": {
+        "protocols": {
+            "grpc": {"endpoint": STR, "max_recv_msg_size_mib": INT, "tls": _TLS},
+            "http": {"endpoint": STR, "tls": _TLS, "traces_url_path": STR},
+        },
+    },
+    "processors/memory_limiter": {
+        "check_interval": DURATION, "limit_mib": UINT, "spike_limit_mib": UINT,
+        "limit_percentage": UINT, "spike_limit_percentage": UINT,
+    },
+    "processors/batch": {
+        "timeout": DURATION, "send_batch_size": UINT, "send_batch_max_size": UINT,
+        "metadata_keys": _list(STR), "metadata_cardinality_limit": UINT,
+    },
+    "processors/tail_sampling": {
+        "decision_wait": DURATION, "num_traces": UINT, "expected_new_traces_per_sec": UINT,
+        "decision_cache": {"sampled_cache_size": INT, "non_sampled_cache_size": INT},
+        "policies": _list(_POLICY),
+    },
+    "connectors/spanmetrics": {
+        "namespace": STR, "aggregation_temporality": STR, "dimensions_cache_size": INT,
+        "metrics_flush_interval": DURATION, "metrics_expiration": DURATION,
+        "histogram": {
+            "unit": STR, "disable": BOOL,
+            "explicit": {"buckets": _list(DURATION)},
+            "exponential": {"max_size": INT},
+        },
+        "dimensions": _list({"name": STR, "default": STR}),
+        "exemplars": {"enabled": BOOL, "max_per_data_point": INT},
+        "exclude_dimensions": _list(STR),
+        "resource_metrics_key_attributes": _list(STR),
+    },
+    "exporters/otlp": _OTLP_EXPORTER,
+    "exporters/otlphttp": _OTLPHTTP_EXPORTER,
+    "exporters/debug": {"verbosity": STR, "sampling_initial": INT, "sampling_thereafter": INT},
+    "exporters/prometheus": {
+        "endpoint": STR, "namespace": STR, "const_labels": _map(STR), "send_timestamps": BOOL,
+        "metric_expiration": DURATION, "enable_open_metrics": BOOL,
+        "add_metric_suffixes": BOOL, "resource_to_telemetry_conversion": {"enabled": BOOL},
+    },
+    "exporters/loadbalancing": {
+        "routing_key": STR, "routing_attributes": _list(STR),
+        # The resolver fills the endpoint in; every other otlp exporter option applies.
+        "protocol": {"otlp": _OTLP_EXPORTER},
+        "resolver": {
+            "static": {"hostnames": _list(STR)},
+            "dns": {"hostname": STR, "port": STR, "interval": DURATION, "timeout": DURATION},
+            "k8s": {
+                "service": STR, "ports": _list(INT), "timeout": DURATION,
+                "return_hostnames": BOOL,
+            },
+        },
+        **_EXPORTER_HELPER,
+    },
+    "extensions/health_check": {"endpoint": STR, "path": STR},
+    "extensions/pprof": {
+        "endpoint": STR, "block_profile_fraction": INT, "mutex_profile_fraction": INT,
+        "save_to_file": STR,
+    },
+    "extensions/zpages": {"endpoint": STR},
+}
+
+_PIPELINE = {"receivers": _list(STR), "processors": _list(STR), "exporters": _list(STR)}
+SERVICE_SCHEMA: dict[str, Kind] = {
+    "extensions": _list(STR),
+    "pipelines": _map(_PIPELINE),
+    "telemetry": {
+        "resource": _map(STR),
+        "metrics": {
+            "level": STR,
+            "readers": _list({
+                "pull": {"exporter": {"prometheus": {
+                    "host": STR, "port": INT, "without_scope_info": BOOL,
+                    "without_type_suffix": BOOL, "without_units": BOOL,
+                }}},
+            }),
+        },
+        "logs": {"level": STR, "encoding": STR, "development": BOOL},
+    },
+}
+
+_GO_DURATION = re.compile(r"((\d+(\.\d+)?)(ns|us|µs|ms|s|m|h))+|0")
+
+
+def decode_errors(value: Any, kind: Kind, path: str) -> list[str]:
+    """What the Collector's strict decoding would say about ``value`` for a field of
+    ``kind``, in its own words; empty when it decodes."""
+    def mismatch(expected: str) -> list[str]:
+        got = "int" if isinstance(value, int) else type(value).__name__
+        if isinstance(value, bool):
+            got = "bool"
+        return [f"'{path}' expected type '{expected}', got unconvertible type '{got}', "
+                f"value: '{value}'"]
+
+    if isinstance(kind, dict):
+        if value is None:
+            return []  # an empty block: the component's defaults
+        if not isinstance(value, dict):
+            return [f"'{path}' expected a map, got '{type(value).__name__}'"]
+        errors = []
+        unknown = sorted(set(value) - set(kind))
+        if unknown:
+            errors.append(f"'{path}' has invalid keys: {', '.join(unknown)}")
+        for key in set(value) & set(kind):
+            errors += decode_errors(value[key], kind[key], f"{path}.{key}" if path else key)
+        return errors
+    if isinstance(kind, tuple):
+        container, item = kind
+        if container == "list":
+            if not isinstance(value, list):
+                got = type(value).__name__
+                return [f"'{path}' source data must be an array or slice, got {got}"]
+            return [e for i, v in enumerate(value) for e in decode_errors(v, item, f"{path}[{i}]")]
+        if not isinstance(value, dict):
+            return [f"'{path}' expected a map, got '{type(value).__name__}'"]
+        return [e for k, v in value.items() for e in decode_errors(v, item, f"{path}[{k}]")]
+    if kind == STR:
+        return [] if isinstance(value, str) else mismatch("string")
+    if kind == BOOL:
+        return [] if isinstance(value, bool) else mismatch("bool")
+    if kind in (INT, UINT):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return mismatch("int" if kind == INT else "uint")
+        return [] if kind == INT or value >= 0 else [f"'{path}' cannot parse {value} as uint"]
+    if kind == FLOAT:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return mismatch("float64")
+        return []
+    if kind == DURATION:
+        if isinstance(value, str) and _GO_DURATION.fullmatch(value):
+            return []
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return [f"'{path}' is a bare number: the Collector reads it as {value} ns"]
+        return [f"'{path}' time: invalid duration {value!r}"]
+    raise AssertionError(f"unknown kind {kind!r}")
+
+
+def config_decode_errors(config: dict[str, Any]) -> list[str]:
+    errors = []
+    for section in ("receivers", "processors", "exporters", "connectors", "extensions"):
+        for component_id, body in (config.get(section) or {}).items():
+            schema = COMPONENT_SCHEMAS.get(f"{section}/{component_type(component_id)}")
+            assert schema is not None, f"no schema for {section}/{component_id}: add its fields"
+            errors += decode_errors(body, schema, f"{section}::{component_id}")
+    errors += decode_errors(config.get("service"), SERVICE_SCHEMA, "service")
+    return errors
+
+
+def test_every_field_decodes_to_the_collectors_go_type(config: dict[str, Any]) -> None:
+    assert config_decode_errors(config) == []
+
+
+def test_the_k8s_agent_config_decodes_too() -> None:
+    """The ConfigMap copies in deploy/k8s are what the DaemonSet and the gateways load."""
+    k8s_dir = ROOT / "deploy" / "k8s" / "base" / "otel-collector"
+    for name in ("agent.yaml", "gateway.yaml"):
+        assert config_decode_errors(load(k8s_dir / name)) == [], name
+
+
+def test_the_type_check_catches_what_the_collector_refuses(agent: dict[str, Any]) -> None:
+    """The schema is not a rubber stamp: the agent as it was (an int port), a duration
+    written as a number, an unknown key and a quoted bool all fail like the Collector."""
+    broken = copy.deepcopy(agent)
+    broken["exporters"]["loadbalancing"]["resolver"]["dns"]["port"] = 4317
+    assert config_decode_errors(broken) == [
+        "'exporters::loadbalancing.resolver.dns.port' expected type 'string', got "
+        "unconvertible type 'int', value: '4317'"
+    ]
+    broken = copy.deepcopy(agent)
+    broken["exporters"]["loadbalancing"]["resolver"]["dns"]["interval"] = 5
+    broken["processors"]["batch"]["send_batch_sise"] = 1024
+    broken["exporters"]["loadbalancing"]["protocol"]["otlp"]["tls"]["insecure"] = "true"
+    errors = config_decode_errors(broken)
+    assert len(errors) == 3, errors
+    assert any("bare number" in error for error in errors)
+    assert any("invalid keys: send_batch_sise" in error for error in errors)
+    assert any("expected type 'bool'" in error for error in errors)
+
+
 # --------------------------------------------------------------------------- gateway
 
 
@@ -355,7 +607,8 @@ def test_agent_routes_whole_traces_to_the_gateways(agent: dict[str, Any]) -> Non
     assert set(resolver) & {"dns", "k8s", "static"}, "a resolver is required"
     dns = resolver["dns"]
     assert dns["hostname"] == "otel-gateway-headless"
-    assert dns["port"] == 4317  # the gateways' OTLP/gRPC receiver
+    # The gateways' OTLP/gRPC receiver, as the string DNSResolver.Port is (see below).
+    assert dns["port"] == "4317"
     # The resolver fills the endpoint in; a fixed one would bypass the ring.
     otlp = loadbalancing["protocol"]["otlp"]
     assert "endpoint" not in otlp

@@ -9,15 +9,21 @@ variable is documented and no secret is committed.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import bugsink
 import pytest
 import yaml
+from django.http.request import validate_host
 
 from tests.support.bugsink import Bugsink
 
@@ -25,8 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
 BOOTSTRAP = ROOT / "deploy" / "bugsink" / "bootstrap.py"
 ENTRYPOINT = ROOT / "deploy" / "bugsink" / "sentry-env-entrypoint.sh"
+# Bugsink's own settings module of its Docker image: the image copies this template to
+# /app/bugsink_conf.py (Bugsink's Dockerfile), the PyPI package of the same version ships it.
+BUGSINK_DOCKER_SETTINGS = Path(bugsink.__file__).parent / "conf_templates" / "docker.py.template"
 
 # Variables whose values are secrets: .env.example must leave them empty and the compose
 # file must refuse to start without them (`${VAR:?...}`), never fall back to a default.
@@ -365,4 +375,324 @@ def test_bugsink_bootstrap_creates_the_project_once_and_writes_a_network_dsn(
     host = bugsink.url.split("://", 1)[1]
     assert written["SENTRY_DSN"] == f"http://{issued_key}@{host}/{project['id']}"
     assert written["BUGSINK_PROJECT_ID"] == str(project["id"])
-    assert f"http://127.0.0.1:8080/issues/{project['id']}/?q=" in runs[1].stdout
+    printed = f"http://127.0.0.1:8080/issues/{project['id']}/all/?q="
+    assert printed in runs[1].stdout
+    assert bugsink_issue_lists([printed]) == {printed: "all"}
+
+
+# --------------------------------------------------------------------------- Bugsink hosts
+
+
+def _load_bootstrap() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bugsink_bootstrap", BOOTSTRAP)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _services_with(overrides: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The compose services as `docker compose config` sees them with a .env made of
+    .env.example, the required secrets filled in, and ``overrides``."""
+    env = {**_env_example(), **{name: f"test-{name.lower()}" for name in SECRET_VARIABLES}}
+    env.update(overrides)
+    services: dict[str, dict[str, Any]] = yaml.safe_load(
+        interpolate(COMPOSE_FILE.read_text(), env)
+    )["services"]
+    return services
+
+
+def _bugsink_settings(environment: dict[str, str]) -> dict[str, Any]:
+    """ALLOWED_HOSTS and BASE_URL as Bugsink's Docker settings module computes them in a
+    process whose whole environment is ``environment`` (what the container gets)."""
+    script = (
+        "import json, runpy, sys\n"
+        "settings = runpy.run_path(sys.argv[1])\n"
+        "print(json.dumps({'ALLOWED_HOSTS': settings['ALLOWED_HOSTS'],"
+        " 'BASE_URL': settings['BUGSINK']['BASE_URL']}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(BUGSINK_DOCKER_SETTINGS)],
+        env={"PATH": os.environ["PATH"], **{k: str(v) for k, v in environment.items()}},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    settings: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return settings
+
+
+def _network_hosts(services: dict[str, dict[str, Any]]) -> set[str]:
+    """Host names Bugsink is reached by inside the compose network: the bootstrap's API
+    calls and the DSN it writes for the services both use BUGSINK_INTERNAL_URL."""
+    internal = services["bugsink-bootstrap"]["environment"]["BUGSINK_INTERNAL_URL"]
+    host = urllib.parse.urlsplit(internal).hostname
+    assert host
+    return {host}
+
+
+@pytest.mark.parametrize(
+    ("public_url", "public_host"),
+    [
+        (None, None),  # .env.example as it is
+        ("https://bugsink.example.com", "bugsink.example.com"),
+        ("http://192.168.1.20:8080", "192.168.1.20"),
+        ("https://tools.example.com/bugsink", "tools.example.com"),
+    ],
+)
+def test_bugsink_answers_its_network_name_and_its_public_host(
+    public_url: str | None, public_host: str | None
+) -> None:
+    overrides = {}
+    if public_url is not None and public_host is not None:
+        overrides = {"BUGSINK_PUBLIC_URL": public_url, "BUGSINK_PUBLIC_HOST": public_host}
+    services = _services_with(overrides)
+    settings = _bugsink_settings(services["bugsink"]["environment"])
+    allowed = settings["ALLOWED_HOSTS"]
+    public = urllib.parse.urlsplit(settings["BASE_URL"]).hostname
+    assert public
+    for host in {*_network_hosts(services), public, "localhost", "127.0.0.1"}:
+        assert validate_host(host, allowed), f"Bugsink answers HTTP 400 to {host}: {allowed}"
+    # Explicit, not `*`: a forged Host header is still refused.
+    assert not validate_host("attacker.example", allowed), allowed
+    # The bootstrap sees the same list and has nothing to warn about.
+    bootstrap = services["bugsink-bootstrap"]["environment"]
+    assert _load_bootstrap().public_host_warning(
+        bootstrap["BUGSINK_PUBLIC_URL"], bootstrap["ALLOWED_HOSTS"]
+    ) is None
+
+
+def test_without_the_explicit_list_bugsink_refuses_its_network_name() -> None:
+    """Why the compose file sets ALLOWED_HOSTS: Bugsink's own derivation from a public URL
+    that is not localhost leaves the compose network's name out, and the bootstrap's first
+    API call (and every event the services send) is answered 400."""
+    services = _services_with({
+        "BUGSINK_PUBLIC_URL": "https://bugsink.example.com",
+        "BUGSINK_PUBLIC_HOST": "bugsink.example.com",
+    })
+    environment = dict(services["bugsink"]["environment"])
+    del environment["ALLOWED_HOSTS"]
+    derived = _bugsink_settings(environment)["ALLOWED_HOSTS"]
+    assert validate_host("bugsink.example.com", derived)
+    for host in _network_hosts(services):
+        assert not validate_host(host, derived), derived
+
+
+def test_bootstrap_warns_when_the_public_host_is_left_out() -> None:
+    bootstrap = _load_bootstrap()
+    services = _services_with({"BUGSINK_PUBLIC_URL": "https://bugsink.example.com"})
+    environment = services["bugsink-bootstrap"]["environment"]
+    warning = bootstrap.public_host_warning(
+        environment["BUGSINK_PUBLIC_URL"], environment["ALLOWED_HOSTS"]
+    )
+    assert warning and "BUGSINK_PUBLIC_HOST=bugsink.example.com" in warning
+    assert bootstrap.public_host_warning("https://a.example.com", "bugsink,.example.com") is None
+    assert bootstrap.public_host_warning("https://A.Example.COM", "a.example.com") is None
+    # Without the variable Bugsink derives the list from the public URL itself.
+    assert bootstrap.public_host_warning("https://bugsink.example.com", None) is None
+
+
+# --------------------------------------------------------------------------- .dockerignore
+#
+# Docker's own rules (moby/patternmatcher, which BuildKit and the classic builder use),
+# ported: a line is trimmed, `#` starts a comment, `!` re-includes, the pattern is
+# filepath.Clean'ed and loses a leading `/`; `*` matches within one path segment, `?` one
+# character, `**` any number of segments; a pattern matching a parent directory matches
+# everything below it; the last matching pattern decides.
+
+
+def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
+    regex, i = "^", 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            if pattern[i + 1:i + 2] == "*":
+                i += 1
+                if pattern[i + 1:i + 2] == "/":
+                    i += 1
+                regex += ".*" if i + 1 >= len(pattern) else "(.*/)?"
+            else:
+                regex += "[^/]*"
+        elif char == "?":
+            regex += "[^/]"
+        elif char in ".+()|{}$":
+            regex += "\\" + char
+        elif char == "\\" and i + 1 < len(pattern):
+            i += 1
+            regex += re.escape(pattern[i])
+        else:
+            regex += char
+        i += 1
+    return re.compile(regex + "$")
+
+
+def dockerignore_patterns(text: str) -> list[tuple[bool, re.Pattern[str]]]:
+    """(re-include, regex) per line, in order."""
+    patterns = []
+    for line in text.splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        include = pattern.startswith("!")
+        pattern = pattern[1:].strip() if include else pattern
+        pattern = os.path.normpath(pattern).lstrip("/") or "."
+        patterns.append((include, _dockerignore_regex(pattern)))
+    return patterns
+
+
+def excluded(path: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    """patternmatcher's MatchesOrParentMatches: is ``path`` left out of the context?"""
+    parents = os.path.dirname(path).split("/") if "/" in path else []
+    matched = False
+    for include, regex in patterns:
+        if include != matched:
+            continue  # only a re-include can change an excluded path, and vice versa
+        hit = bool(regex.match(path)) or any(
+            regex.match("/".join(parents[: i + 1])) for i in range(len(parents))
+        )
+        if hit:
+            matched = not include
+    return matched
+
+
+def _dockerfile_copy_sources() -> list[str]:
+    sources = []
+    for line in re.findall(r"^COPY (.+)$", DOCKERFILE.read_text(), flags=re.MULTILINE):
+        words = line.split()
+        if any(word.startswith("--from=") for word in words):
+            continue
+        sources += [word for word in words if not word.startswith("--")][:-1]
+    assert sources, "no COPY from the build context found"
+    return sources
+
+
+def _tracked_files() -> list[str]:
+    result = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=30, check=True)
+    return result.stdout.splitlines()
+
+
+def test_dockerignore_port_follows_dockers_documented_examples() -> None:
+    """The examples of Docker's .dockerignore documentation, as Docker answers them."""
+    patterns = dockerignore_patterns("*/temp*\n*/*/temp*\ntemp?\n")
+    assert excluded("somedir/temporary.txt", patterns)
+    assert excluded("somedir/temp/file", patterns)
+    assert excluded("somedir/subdir/temporary.txt", patterns)
+    assert excluded("tempa", patterns) and not excluded("temp.txt", patterns)
+    patterns = dockerignore_patterns("*.md\n!README*.md\nREADME-secret.md\n")
+    assert excluded("CHANGES.md", patterns)
+    assert not excluded("README.md", patterns) and excluded("README-secret.md", patterns)
+    patterns = dockerignore_patterns("**/*.go\n")
+    assert excluded("main.go", patterns) and excluded("a/b/c.go", patterns)
+    # A re-included directory under an excluded one comes back with its files.
+    patterns = dockerignore_patterns("*\n!deploy/demo/\n")
+    assert not excluded("deploy/demo/app.py", patterns)
+    assert excluded("deploy/Dockerfile", patterns)
+
+
+def test_dockerignore_keeps_secrets_environments_and_caches_out_of_the_context() -> None:
+    assert DOCKERIGNORE.is_file(), "without .dockerignore the context ships .venv and .env"
+    patterns = dockerignore_patterns(DOCKERIGNORE.read_text())
+    for path in (
+        ".env", ".env.local", ".env.example",
+        ".venv/pyvenv.cfg", ".venv/lib/python3.11/site-packages/sentry_sdk/__init__.py",
+        ".git/HEAD", ".git/config",
+        ".pytest_cache/v/cache/nodeids", ".mypy_cache/3.11/telemetry/api.meta.json",
+        ".ruff_cache/CACHEDIR.TAG", ".coverage",
+        "telemetry/__pycache__/api.cpython-311.pyc", "deploy/demo/__pycache__/app.cpython-311.pyc",
+        "telemetry/api.pyc", "deploy/demo/.env", "deploy/demo/demo-output/sentry.jsonl",
+        "demo-output/spans.jsonl", "demo-agents.db", "deploy/demo/demo-agents.db",
+        "tests/test_api.py", "benchmarks/results/run.json",
+        "deploy/alertmanager/secrets.example/pagerduty_routing_key", "docker-compose.yml",
+    ):
+        assert excluded(path, patterns), f"{path} would be sent to the Docker daemon"
+
+
+def test_dockerignore_keeps_every_dockerfile_copy_source_and_nothing_else() -> None:
+    patterns = dockerignore_patterns(DOCKERIGNORE.read_text())
+    sources = _dockerfile_copy_sources()
+    tracked = _tracked_files()
+    context = {path for path in tracked if not excluded(path, patterns)}
+    for source in sources:
+        below = {path for path in tracked if path == source or path.startswith(f"{source}/")}
+        assert below, f"COPY {source}: nothing tracked there"
+        assert below <= context, f"COPY {source} would miss {sorted(below - context)[:5]}"
+    copied = {
+        path for path in tracked
+        for source in sources
+        if path == source or path.startswith(f"{source}/")
+    }
+    assert context == copied, f"sent but never copied: {sorted(context - copied)[:10]}"
+    # The package's own modules, not just the directory, are in (a pattern slip such as
+    # `**/*.py` would leave the directory tree and drop the code).
+    assert "telemetry/__init__.py" in context and "deploy/demo/app.py" in context
+
+
+# --------------------------------------------------------------------------- Bugsink links
+
+
+def bugsink_issue_lists(urls: list[str]) -> dict[str, str]:
+    """For each Bugsink URL, the issue list Bugsink's own URL conf serves at its path
+    (``state_filter``: open, unresolved, resolved, muted or all), resolved by Django with
+    Bugsink's settings; '<no match>' when the path is no issue list."""
+    script = (
+        "import json, sys, django\n"
+        "django.setup()\n"
+        "from django.urls import Resolver404, resolve\n"
+        "found = {}\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        found[path] = resolve(path).kwargs.get('state_filter', '<no match>')\n"
+        "    except Resolver404:\n"
+        "        found[path] = '<no match>'\n"
+        "print(json.dumps(found))\n"
+    )
+    paths = [urllib.parse.urlsplit(url).path for url in urls]
+    result = subprocess.run(
+        [sys.executable, "-c", script, *paths],
+        env={"PATH": os.environ["PATH"], "SECRET_KEY": "url-resolution-only",
+             "DJANGO_SETTINGS_MODULE": "bugsink.settings.default"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    by_path: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return {url: by_path[path] for url, path in zip(urls, paths, strict=True)}
+
+
+def _grafana_generator() -> ModuleType:
+    path = ROOT / "grafana" / "generate.py"
+    spec = importlib.util.spec_from_file_location("grafana_generate", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bugsink_issue_links_list_every_issue_not_only_open_ones(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """An alert or a panel links to the issues of a release or a trace; Bugsink's
+    /issues/<project>/ lists open issues only, so a resolved (or muted) issue that is
+    happening again would not be there. Every default link base uses /issues/<project>/all/."""
+    dashboards = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+    bases = {
+        ".env.example": _env_example()["SENTRY_ISSUES_URL"],
+        "compose prometheus": services["prometheus"]["environment"]["SENTRY_ISSUES_URL"],
+        "compose grafana": services["grafana"]["environment"]["SENTRY_ISSUES_URL"],
+        "grafana/generate.py": _grafana_generator().DEFAULT_SENTRY_ISSUES_URL,
+        **{
+            f"grafana/dashboards/{path.name}": next(
+                variable["query"]
+                for variable in json.loads(path.read_text())["templating"]["list"]
+                if variable["name"] == "sentry_issues_url"
+            )
+            for path in dashboards
+        },
+    }
+    assert len(bases) == 4 + len(dashboards) and dashboards
+    lists = bugsink_issue_lists(list(bases.values()))
+    for where, url in bases.items():
+        assert lists[url] == "all", f"{where}: {url} lists {lists[url]} issues"
+    # The check itself can tell: the old form is the open list.
+    old = "http://127.0.0.1:8080/issues/1/?q="
+    assert bugsink_issue_lists([old]) == {old: "open"}

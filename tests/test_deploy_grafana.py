@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +32,8 @@ DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "rules" / "alerts.yml"
 RECORDING = ROOT / "deploy" / "prometheus" / "rules" / "recording.yml"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
+ENTRYPOINT = GRAFANA / "entrypoint.sh"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
 
 
 def _load_generator() -> ModuleType:
@@ -165,11 +169,59 @@ def test_data_links_carry_their_variables(dashboards: dict[str, dict[str, Any]])
     assert sentry_queries == {"release", "transaction"}
 
 
+def test_red_and_dependency_dashboards_link_every_panel_to_sentry_and_jaeger(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("service-overview.json", "release-comparison.json", "dependencies.json"):
+        kinds = set()
+        for panel in _panels(dashboards[name]):
+            urls = [link["url"] for link in panel["fieldConfig"]["defaults"].get("links", [])]
+            kinds |= {url.split(":", 1)[0] for url in urls}
+            if name == "dependencies.json":
+                # Every dependency panel: the release's issues and the service's traces.
+                assert any(url.startswith("${sentry_issues_url") for url in urls), panel["title"]
+                assert any(url.startswith("${jaeger_url") for url in urls), panel["title"]
+        assert kinds == {"${sentry_issues_url", "${jaeger_url"}, name
+
+
+def _series_labels(expr: str) -> set[str]:
+    """Labels the series of a panel query carry: its outermost `by (...)` grouping (the
+    first one written; inner ones, like a join's `group by`, do not reach the result), and
+    the labels a recording rule's name announces (service_release:... carries service and
+    release)."""
+    outermost = re.search(r"\bby \(([^)]*)\)", expr)
+    labels = {label.strip() for label in outermost.group(1).split(",")} if outermost else set()
+    for record in re.findall(r"\b([a-z_]+):[a-z0-9_]+:[a-z0-9_]+\b", expr):
+        labels |= set(record.split("_"))
+    return labels - {""}
+
+
+def test_panel_links_use_only_labels_their_series_carry(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    """A link to ${__field.labels.release} on a series without `release` opens an empty
+    search: every label a link reads must survive the panel query's aggregation."""
+    checked = 0
+    for name, dashboard in dashboards.items():
+        for panel in _panels(dashboard):
+            links = panel["fieldConfig"]["defaults"].get("links", [])
+            wanted = {
+                label
+                for link in links
+                for label in re.findall(r"\$\{__field\.labels\.(\w+)", link["url"])
+            }
+            for query in panel.get("targets", []):
+                carried = _series_labels(query["expr"])
+                assert wanted <= carried, (name, panel["title"], sorted(wanted - carried))
+                checked += bool(wanted)
+    assert checked >= 20
+
+
 def test_link_variables_have_working_local_defaults(dashboards: dict[str, dict[str, Any]]) -> None:
     for dashboard in dashboards.values():
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}
         assert variables["jaeger_url"]["query"] == "http://127.0.0.1:16686"
-        assert variables["sentry_issues_url"]["query"] == "http://127.0.0.1:8080/issues/1/?q="
+        assert variables["sentry_issues_url"]["query"] == "http://127.0.0.1:8080/issues/1/all/?q="
         assert variables["service"]["datasource"]["uid"] == "prometheus"
 
 
@@ -243,8 +295,166 @@ def test_alert_links_open_existing_panels(dashboards: dict[str, dict[str, Any]])
         assert panel_id in panels[uid], link
 
 
-def test_dashboard_provider_reads_the_mounted_directory() -> None:
+# --------------------------------------------------------------------------- link URLs
+#
+# Grafana interpolates the environment in provisioning files only, never in dashboard JSON
+# (its provisioning documentation says so), so in the compose stack grafana/entrypoint.sh
+# writes the dashboards with JAEGER_PUBLIC_URL and SENTRY_ISSUES_URL as the link
+# variables' values before it starts Grafana.
+
+LINK_DEFAULTS = {
+    "jaeger_url": ("JAEGER_PUBLIC_URL", generate.DEFAULT_JAEGER_URL),
+    "sentry_issues_url": ("SENTRY_ISSUES_URL", generate.DEFAULT_SENTRY_ISSUES_URL),
+}
+
+
+def _entrypoint_default(name: str) -> str:
+    match = re.search(rf'^{name}="([^"]*)"$', ENTRYPOINT.read_text(), re.MULTILINE)
+    assert match, name
+    return match.group(1)
+
+
+def _entrypoint_setting(variable: str) -> str:
+    match = re.search(rf'"\$\{{{variable}:-([^}}]*)\}}"', ENTRYPOINT.read_text())
+    assert match, variable
+    return match.group(1)
+
+
+def _shells() -> list[Any]:
+    """Debian's sh (dash) and busybox sh: Grafana's image is busybox/Alpine or Ubuntu."""
+    busybox = shutil.which("busybox")
+    return [
+        pytest.param(["sh"], id="dash"),
+        pytest.param([busybox or "busybox", "sh"], id="busybox",
+                     marks=pytest.mark.skipif(busybox is None, reason="apt-get install busybox")),
+    ]
+
+
+def _render(
+    shell: list[str], tmp_path: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    stub = tmp_path / "run.sh"
+    stub.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$STUB_ARGS"\n')
+    stub.chmod(0o755)
+    return subprocess.run(
+        [*shell, str(ENTRYPOINT), "--some-grafana-flag"],
+        env={
+            "PATH": os.environ["PATH"],
+            "DASHBOARDS_SOURCE_DIR": str(GRAFANA / "dashboards"),
+            "DASHBOARDS_DIR": str(tmp_path / "provisioned"),
+            "GRAFANA_ENTRYPOINT": str(stub),
+            "STUB_ARGS": str(tmp_path / "grafana-args"),
+            **env,
+        },
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def _link_variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        variable["name"]: variable
+        for variable in dashboard["templating"]["list"]
+        if variable["name"] in LINK_DEFAULTS
+    }
+
+
+def test_entrypoint_knows_the_generators_defaults() -> None:
+    assert _entrypoint_default("default_jaeger_url") == generate.DEFAULT_JAEGER_URL
+    assert _entrypoint_default("default_sentry_issues_url") == generate.DEFAULT_SENTRY_ISSUES_URL
+
+
+def test_link_defaults_appear_only_as_their_variables_values(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    """The entrypoint replaces each quoted default wherever it occurs: it must occur in
+    the variable's query and current value only, never in a panel or a description."""
+    for name in dashboards:
+        text = (GRAFANA / "dashboards" / name).read_text()
+        variables = _link_variables(dashboards[name])
+        assert set(variables) == set(LINK_DEFAULTS), name
+        for variable, (_, default) in LINK_DEFAULTS.items():
+            held = variables[variable]
+            assert held["query"] == held["current"]["text"] == held["current"]["value"] == default
+            assert text.count(json.dumps(default)) == 3, (name, variable)
+
+
+@pytest.mark.parametrize("shell", _shells())
+@pytest.mark.parametrize(
+    ("jaeger_url", "sentry_issues_url"),
+    [
+        ("https://ops.example.com/jaeger", "https://bugsink.example.com/issues/3/all/?q="),
+        ("http://10.0.0.5:16686", "https://acme.sentry.io/issues/?project=42&query="),
+        # sed's and JSON's special characters arrive as written.
+        ("https://j.example/a|b&c", 'https://s.example/x\\y"z/?q=&a=|'),
+    ],
+)
+def test_entrypoint_renders_the_link_variables_from_the_environment(
+    shell: list[str], jaeger_url: str, sentry_issues_url: str, tmp_path: Path,
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    result = _render(shell, tmp_path, {
+        "JAEGER_PUBLIC_URL": jaeger_url, "SENTRY_ISSUES_URL": sentry_issues_url,
+    })
+    assert result.returncode == 0, result.stderr
+    # Grafana starts afterwards, with the arguments it was given.
+    assert (tmp_path / "grafana-args").read_text().splitlines() == ["--some-grafana-flag"]
+    rendered_files = sorted((tmp_path / "provisioned").glob("*.json"))
+    assert [path.name for path in rendered_files] == sorted(dashboards)
+    wanted = {"jaeger_url": jaeger_url, "sentry_issues_url": sentry_issues_url}
+    for path in rendered_files:
+        rendered = json.loads(path.read_text())
+        for name, variable in _link_variables(rendered).items():
+            assert variable["query"] == wanted[name], (path.name, name)
+            assert variable["current"] == {"text": wanted[name], "value": wanted[name]}
+        # Everything else is the committed dashboard, untouched.
+        committed = json.loads(json.dumps(dashboards[path.name]))
+        for name, variable in _link_variables(committed).items():
+            variable["query"] = wanted[name]
+            variable["current"] = {"text": wanted[name], "value": wanted[name]}
+        assert rendered == committed, path.name
+
+
+@pytest.mark.parametrize("shell", _shells())
+def test_entrypoint_without_the_variables_keeps_the_committed_dashboards(
+    shell: list[str], tmp_path: Path
+) -> None:
+    (tmp_path / "provisioned").mkdir()
+    (tmp_path / "provisioned" / "stale.json").write_text("{}")  # from an older start
+    result = _render(shell, tmp_path, {"JAEGER_PUBLIC_URL": ""})
+    assert result.returncode == 0, result.stderr
+    rendered = {path.name: path.read_bytes() for path in (tmp_path / "provisioned").iterdir()}
+    committed = {path.name: path.read_bytes() for path in (GRAFANA / "dashboards").glob("*.json")}
+    assert rendered == committed
+
+
+@pytest.mark.parametrize("shell", _shells())
+def test_entrypoint_refuses_a_url_with_control_characters(
+    shell: list[str], tmp_path: Path
+) -> None:
+    result = _render(shell, tmp_path, {"JAEGER_PUBLIC_URL": "http://a.example/\nb"})
+    assert result.returncode != 0
+    assert "control characters" in result.stderr
+    assert not (tmp_path / "grafana-args").exists()
+
+
+def test_compose_grafana_renders_from_the_mounted_dashboards_into_the_providers_path() -> None:
+    service = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["grafana"]
+    mounts = {
+        target: source
+        for source, target, *_ in (volume.split(":") for volume in service["volumes"])
+    }
+    script_path = service["entrypoint"][-1]
+    assert service["entrypoint"] == ["/bin/sh", script_path]
+    assert (ROOT / mounts[script_path]).resolve() == ENTRYPOINT
+    source_dir = _entrypoint_setting("DASHBOARDS_SOURCE_DIR")
+    assert (ROOT / mounts[source_dir]).resolve() == GRAFANA / "dashboards"
     provider = yaml.safe_load(DASHBOARD_PROVIDERS.read_text())["providers"][0]
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    mounts = compose["services"]["grafana"]["volumes"]
-    assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts
+    target_dir = _entrypoint_setting("DASHBOARDS_DIR")
+    assert provider["options"]["path"] == target_dir
+    # Rendered onto Grafana's own data volume (writable by its user), not a bind mount.
+    data_mount = next(target for target, source in mounts.items() if source == "grafana-data")
+    assert target_dir.startswith(f"{data_mount}/")
+    assert target_dir not in mounts
+    assert _entrypoint_setting("GRAFANA_ENTRYPOINT") == "/run.sh"
+    for variable, _ in LINK_DEFAULTS.values():
+        assert variable in service["environment"], variable

@@ -392,7 +392,9 @@ def test_agents_resolve_the_gateways_through_the_headless_service(objects: list[
     dns = collector_config("agent.yaml")["exporters"]["loadbalancing"]["resolver"]["dns"]
     headless = by_kind(objects, "Service")[dns["hostname"]]
     assert headless["spec"]["clusterIP"] == "None"
-    assert dns["port"] in {p["port"] for p in headless["spec"]["ports"]}
+    # The resolver's port is a string in the Collector's config (test_deploy_collector.py),
+    # the Service's an int.
+    assert int(dns["port"]) in {p["port"] for p in headless["spec"]["ports"]}
     assert headless["spec"]["selector"] == workload(objects, "otel-gateway")["spec"]["selector"][
         "matchLabels"
     ]

@@ -177,6 +177,34 @@ def dsn_for_network(dsn: str, internal_url: str) -> str:
     return urllib.parse.urlunsplit((internal.scheme, netloc, issued.path, "", ""))
 
 
+def _host_allowed(host: str, patterns: list[str]) -> bool:
+    """Django's ALLOWED_HOSTS match: `*`, `.domain` (the domain and its subdomains), or
+    the exact host, case-insensitively."""
+    host = host.lower().rstrip(".")
+    for pattern in (p.strip().lower() for p in patterns if p.strip()):
+        if pattern == "*" or host == pattern:
+            return True
+        if pattern.startswith(".") and (host.endswith(pattern) or host == pattern[1:]):
+            return True
+    return False
+
+
+def public_host_warning(public_url: str, allowed_hosts: str | None) -> str | None:
+    """A warning when browsers opening ``public_url`` would get HTTP 400 from Bugsink:
+    the public host is missing from the ``ALLOWED_HOSTS`` Bugsink runs with (the compose
+    file builds that list from ``BUGSINK_PUBLIC_HOST``, a separate variable)."""
+    if not allowed_hosts:
+        return None  # Bugsink derives the list from its BASE_URL, the public URL itself
+    host = urllib.parse.urlsplit(public_url).hostname
+    if not host or _host_allowed(host, allowed_hosts.split(",")):
+        return None
+    return (
+        f"BUGSINK_PUBLIC_URL's host {host!r} is not in Bugsink's ALLOWED_HOSTS "
+        f"({allowed_hosts}): browsers opening {public_url} get HTTP 400. Set "
+        f"BUGSINK_PUBLIC_HOST={host} in .env and restart the bugsink service."
+    )
+
+
 def write_env_file(path: Path, dsn: str, project_id: int | str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
@@ -199,6 +227,10 @@ def main() -> int:
         output = Path(_env("BOOTSTRAP_OUTPUT", "/bootstrap/sentry.env"))
         timeout_s = float(_env("BUGSINK_READY_TIMEOUT_S", "120"))
 
+        warning = public_host_warning(public_url, os.environ.get("ALLOWED_HOSTS"))
+        if warning:
+            # Not fatal: the services reach Bugsink by its network name either way.
+            print(f"bugsink-bootstrap: warning: {warning}", file=sys.stderr)
         wait_until_ready(internal_url, timeout_s)
         api = BugsinkAPI(internal_url, obtain_token())
         team = api.ensure_team(team_name)
@@ -212,7 +244,7 @@ def main() -> int:
     # logs travel further than the volume.
     print(f"bugsink-bootstrap: team {team_name!r}, project {project_name!r} (id {project['id']})")
     print(f"bugsink-bootstrap: wrote SENTRY_DSN for {internal_url} to {output}")
-    print(f"bugsink-bootstrap: issue search: {public_url}/issues/{project['id']}/?q=")
+    print(f"bugsink-bootstrap: issue search: {public_url}/issues/{project['id']}/all/?q=")
     return 0
 
 

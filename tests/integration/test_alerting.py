@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ SERVICE = "checkout"
 RELEASE = "checkout@1.2.3"
 GRAFANA_URL = "http://grafana.example.test"
 JAEGER_URL = "http://jaeger.example.test"
-SENTRY_ISSUES_URL = "http://bugsink.example.test/issues/1/?q="
+SENTRY_ISSUES_URL = "http://bugsink.example.test/issues/1/all/?q="
 ROUTING_KEY = "test-routing-key-0123456789abcdef"
 
 
@@ -134,13 +135,19 @@ def receiver() -> Iterator[NotificationReceiver]:
         yield server
 
 
-def alertmanager_config(receiver: NotificationReceiver, secrets: Path) -> str:
-    """The committed config, pointed at the local receiver: secret files written here,
-    PagerDuty's API URL replaced, templates made absolute, grouping made fast."""
-    config = yaml.safe_load((ALERTMANAGER_DIR / "alertmanager.yml").read_text())
+def alertmanager_config(
+    receiver: NotificationReceiver,
+    secrets: Path,
+    config_file: Path = ALERTMANAGER_DIR / "alertmanager.yml",
+    routing_key: str = ROUTING_KEY,
+) -> str:
+    """The committed config (or ``config_file``), pointed at the local receiver: secret
+    files written here, PagerDuty's API URL replaced, templates made absolute, grouping
+    made fast."""
+    config = yaml.safe_load(config_file.read_text())
     secrets.mkdir()
     (secrets / "slack_api_url").write_text(f"{receiver.url}/slack\n")
-    (secrets / "pagerduty_routing_key").write_text(f"{ROUTING_KEY}\n")
+    (secrets / "pagerduty_routing_key").write_text(f"{routing_key}\n")
     receivers = {entry["name"]: entry for entry in config["receivers"]}
     receivers["slack"]["slack_configs"][0]["api_url_file"] = str(secrets / "slack_api_url")
     pagerduty = receivers["pagerduty"]["pagerduty_configs"][0]
@@ -188,15 +195,16 @@ def load_alert_rules(
     )
 
 
-def test_error_burst_pages_pagerduty_and_slack_with_links(
+def start_pipeline(
+    config: str,
     tmp_path: Path,
     fake_service: FakeService,
-    receiver: NotificationReceiver,
     prometheus_factory: Callable[..., Prometheus],
     alertmanager_factory: Callable[..., Alertmanager],
-) -> None:
-    started = time.monotonic()
-    alertmanager = alertmanager_factory(alertmanager_config(receiver, tmp_path / "secrets"))
+) -> Alertmanager:
+    """Alertmanager on ``config``, Prometheus scraping the fake service with the real
+    rules, both ready, the service still healthy."""
+    alertmanager = alertmanager_factory(config)
     prometheus = prometheus_factory(
         targets=[fake_service.address],
         job_name="api",
@@ -214,6 +222,21 @@ def test_error_burst_pages_pagerduty_and_slack_with_links(
     )
     # The release join needs service_build_info scraped before the errors count.
     prometheus.wait_for_query("service_release:http_server_requests:rate5m > 0", timeout=20)
+    return alertmanager
+
+
+def test_error_burst_pages_pagerduty_and_slack_with_links(
+    tmp_path: Path,
+    fake_service: FakeService,
+    receiver: NotificationReceiver,
+    prometheus_factory: Callable[..., Prometheus],
+    alertmanager_factory: Callable[..., Alertmanager],
+) -> None:
+    started = time.monotonic()
+    alertmanager = start_pipeline(
+        alertmanager_config(receiver, tmp_path / "secrets"),
+        tmp_path, fake_service, prometheus_factory, alertmanager_factory,
+    )
     assert receiver.received("/slack") == [] and receiver.received("/pagerduty") == []
 
     fake_service.fail()
@@ -262,3 +285,47 @@ def test_error_burst_pages_pagerduty_and_slack_with_links(
     }
     assert severities == {"page": "active", "warning": "suppressed"}
     assert time.monotonic() - started < 60
+
+
+def test_without_a_routing_key_a_page_reaches_slack_and_nothing_goes_to_pagerduty(
+    tmp_path: Path,
+    fake_service: FakeService,
+    receiver: NotificationReceiver,
+    prometheus_factory: Callable[..., Prometheus],
+    alertmanager_factory: Callable[..., Alertmanager],
+) -> None:
+    """The compose default: the placeholder key. deploy/alertmanager/entrypoint.sh hands
+    Alertmanager its config without the PagerDuty route; the real Alertmanager then sends
+    the page to Slack only, although PagerDuty's URL is reachable here."""
+    rendered_dir = tmp_path / "rendered"
+    subprocess.run(
+        ["sh", str(ALERTMANAGER_DIR / "entrypoint.sh"),
+         f"--config.file={ALERTMANAGER_DIR / 'alertmanager.yml'}"],
+        env={
+            "PATH": os.environ["PATH"],
+            "PAGERDUTY_ROUTING_KEY_FILE": str(
+                ALERTMANAGER_DIR / "secrets.example" / "pagerduty_routing_key"
+            ),
+            "ALERTMANAGER_BINARY": "true",  # render only
+            "ALERTMANAGER_RENDERED_CONFIG_DIR": str(rendered_dir),
+        },
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    config = alertmanager_config(
+        receiver, tmp_path / "secrets", rendered_dir / "alertmanager.yml", "not-configured"
+    )
+    alertmanager = start_pipeline(
+        config, tmp_path, fake_service, prometheus_factory, alertmanager_factory
+    )
+    fake_service.fail()
+    slack = poll_until(lambda: receiver.received("/slack"), timeout=30, describe="a Slack page")
+    assert "*page*" in slack[0]["attachments"][0]["text"]
+    # The page is in and was routed (and the warning inhibited) before Slack got it.
+    held = {
+        alert["labels"]["severity"]: alert["status"]["state"]
+        for alert in alertmanager.alerts()
+        if alert["labels"]["alertname"] == "HighErrorRate"
+    }
+    assert held == {"page": "active", "warning": "suppressed"}
+    time.sleep(3)  # more than group_wait + group_interval: a PagerDuty post would be in
+    assert receiver.received("/pagerduty") == []
