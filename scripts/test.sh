@@ -7,6 +7,7 @@ command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
+command -v busybox >/dev/null 2>&1 || missing+=(busybox)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   apt-get update -qq
