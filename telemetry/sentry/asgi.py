@@ -214,6 +214,18 @@ def _request_processor(scope: Scope, body: _BodyRecorder | None) -> Any:
                 data = body.data()
                 if data is not None:
                     request["data"] = data
+        trace = event.get("contexts", {}).get("trace")
+        if isinstance(trace, dict) and event.get("type") != "transaction":
+            # The request's server span is what the event happened in, as sentry-sdk's
+            # trace context of a request says; an unhandled error made it a 500.
+            if not trace.get("op"):
+                trace["op"] = "http.server"
+            if _is_unhandled(event):
+                if not trace.get("status"):
+                    trace["status"] = "internal_error"
+                data = trace.setdefault("data", {})
+                if isinstance(data, dict):
+                    data.setdefault("http.response.status_code", 500)
         route = scope.get("route")
         template = getattr(route, "path", None)
         if template and event.get("type") != "transaction":
@@ -224,6 +236,13 @@ def _request_processor(scope: Scope, body: _BodyRecorder | None) -> Any:
         return event
 
     return process
+
+
+def _is_unhandled(event: dict[str, Any]) -> bool:
+    """Whether the event is the request's own unhandled error (captured below)."""
+    values = event.get("exception", {}).get("values") or []
+    mechanism = values[-1].get("mechanism") if values and isinstance(values[-1], dict) else None
+    return isinstance(mechanism, dict) and mechanism.get("type") == MECHANISM["type"]
 
 
 def _url(scope: Scope) -> str:

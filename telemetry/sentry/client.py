@@ -13,12 +13,15 @@ request path). Spans reach Sentry in one of two modes:
 from __future__ import annotations
 
 import logging
+import platform
+import sys
 from typing import Any, cast
 
 import sentry_sdk
 from sentry_sdk.consts import VERSION as SENTRY_SDK_VERSION
 from sentry_sdk.integrations import Integration
 from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
+from sentry_sdk.scope import add_global_event_processor
 
 from telemetry.profile import Profile
 from telemetry.sentry.events import (
@@ -124,10 +127,36 @@ def init_sentry(
         # Without it, errors of unsampled requests would get a random trace id.
         register_external_propagation_context(otel_trace_context)
     remember_failing_spans()
+    _add_runtime_context()
     if options:
         from sentry_sdk.profiler import start_profiler
 
         start_profiler()
+
+
+_runtime_context_added = False
+
+
+def _add_runtime_context() -> None:
+    """The ``runtime`` context sentry-sdk's stdlib integration adds to every event; that
+    integration stays off (its httplib spans would duplicate OpenTelemetry's)."""
+    global _runtime_context_added
+    if _runtime_context_added:
+        return
+    runtime = {
+        "name": platform.python_implementation(),
+        "version": "{}.{}.{}".format(*sys.version_info[:3]),
+        "build": sys.version,
+    }
+
+    def add_runtime(event: Any, hint: Any) -> Any:
+        contexts = event.setdefault("contexts", {})
+        if isinstance(contexts, dict) and "runtime" not in contexts:
+            contexts["runtime"] = dict(runtime)
+        return event
+
+    add_global_event_processor(add_runtime)
+    _runtime_context_added = True
 
 
 def profiler_span_attributes() -> dict[str, str]:

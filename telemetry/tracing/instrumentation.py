@@ -166,29 +166,36 @@ RedisHook = Callable[..., None]
 
 
 def redis_cache_hooks(prefixes: Sequence[str]) -> tuple[RedisHook, RedisHook]:
-    """Hooks that make redis reads and writes of cache keys Sentry cache spans.
+    """Hooks that give redis spans what sentry-sdk's Redis integration sends.
 
-    As sentry-sdk's Redis integration does with ``cache_prefixes``: a command on a key
-    with one of the prefixes gets the ``cache.get``/``cache.put`` op, the key, whether it
-    was a hit and the item size, which fill Sentry's Caches view. The database attributes
-    OpenTelemetry sets stay, so Jaeger shows the span as before.
+    Every command: the ``db.redis`` op, a description with the key and the other arguments
+    ``[Filtered]``, and ``redis.command``/``redis.key``. As sentry-sdk does with
+    ``cache_prefixes``, a read or write of a key with one of the prefixes is a cache
+    operation instead: the ``cache.get``/``cache.put`` op, the key, whether it was a hit and
+    the item size, which fill Sentry's Caches view. OpenTelemetry's own database
+    attributes stay, so Jaeger shows the span as before.
     """
     prefix_tuple = tuple(prefixes)
 
     def request_hook(span: Any, _instance: Any, args: Any, _kwargs: Any) -> None:
-        if not prefix_tuple or not args or len(args) < 2 or not span.is_recording():
+        if not args or not span.is_recording():
             return
         command = _text(args[0]).upper()
-        op = _CACHE_OPS.get(command)
-        if op is None:
-            return
+        key = _text(args[1]) if len(args) > 1 else None
+        span.set_attribute("redis.command", command)
+        span.set_attribute("redis.is_cluster", False)
+        if key is not None:
+            span.set_attribute("redis.key", key)
+        op = _CACHE_OPS.get(command) if prefix_tuple and key is not None else None
         if command == "MSET":
             keys = [_text(k) for k in args[1::2]]
         elif command == "MGET":
             keys = [_text(k) for k in args[1:]]
         else:
-            keys = [_text(args[1])]
-        if not all(k.startswith(prefix_tuple) for k in keys):
+            keys = [key] if key is not None else []
+        if op is None or not all(k.startswith(prefix_tuple) for k in keys):
+            span.set_attribute("sentry.op", "db.redis")
+            span.set_attribute("sentry.description", _safe_command(command, args[1:]))
             return
         span.set_attribute("sentry.op", op)
         span.set_attribute("sentry.description", ", ".join(keys))
@@ -206,6 +213,22 @@ def redis_cache_hooks(prefixes: Sequence[str]) -> tuple[RedisHook, RedisHook]:
             span.set_attribute("cache.item_size", sum(_size(v) for v in values if v is not None))
 
     return request_hook, response_hook
+
+
+#: Commands whose every argument is a secret (sentry-sdk's list).
+_SENSITIVE_COMMANDS = frozenset({"AUTH", "HELLO", "MIGRATE", "ACL"})
+_MAX_COMMAND_ARGS = 10
+
+
+def _safe_command(command: str, args: Sequence[Any]) -> str:
+    """``GET 'key'`` / ``SET 'key' [Filtered]``: the key names what was touched; values
+    may be anything, so they stay out (sentry-sdk's description without PII)."""
+    if command in _SENSITIVE_COMMANDS:
+        return f"{command} [Filtered]"
+    parts = [command]
+    for index, arg in enumerate(args[:_MAX_COMMAND_ARGS]):
+        parts.append(repr(_text(arg)) if index == 0 else "[Filtered]")
+    return " ".join(parts)
 
 
 def _text(value: Any) -> str:

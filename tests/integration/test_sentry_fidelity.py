@@ -155,7 +155,7 @@ def event_with(receiver: SentryReceiver, value: str) -> dict[str, Any]:
 
 
 def test_error_event_carries_user_request_body_breadcrumbs_and_route(
-    service: tuple[str, Any], sentry_receiver: SentryReceiver
+    service: tuple[str, Any], sentry_receiver: SentryReceiver, otlp_receiver: OTLPReceiver
 ) -> None:
     url, _ = service
     body = json.dumps({"item": "book", "password": PASSWORD}).encode()
@@ -173,6 +173,10 @@ def test_error_event_carries_user_request_body_breadcrumbs_and_route(
     assert event["release"] == "fidelity@2.0.0"
     assert event["environment"] == "staging"
     assert event["tags"]["tenant_id"] == "acme"
+    trace = event["contexts"]["trace"]
+    assert trace["op"] == "http.server" and trace["status"] == "internal_error"
+    assert trace["data"]["http.response.status_code"] == 500
+    assert event["contexts"]["runtime"]["name"] == "CPython"
 
     crumbs = event["breadcrumbs"]["values"]
     by_category = {c.get("category") for c in crumbs}
@@ -185,6 +189,8 @@ def test_error_event_carries_user_request_body_breadcrumbs_and_route(
     assert http["data"]["url"].endswith("/echo-headers")
     assert http["data"]["http.query"] == "page=2"
     assert http["data"]["status_code"] == 200
+    redis_spans = otlp_receiver.wait_for_spans(lambda s: s.attributes.get("db.system") == "redis")
+    assert {s.attributes["sentry.op"] for s in redis_spans} >= {"cache.get", "cache.put"}
     redis_messages = [c["message"] for c in crumbs if c.get("category") == "redis"]
     assert "SET 'cache:order' [Filtered]" in redis_messages
     assert "GET 'cache:missing'" in redis_messages
@@ -328,3 +334,18 @@ def test_ops_names_and_cache_spans(
     )
     ops = {s["op"] for s in order["spans"]}
     assert {"order.validate", "cache.get", "cache.put", "db", "http.client"} <= ops, ops
+
+
+def test_redis_commands_outside_the_cache_prefixes_are_db_redis_spans(
+    service: tuple[str, Any], otlp_receiver: OTLPReceiver, redis_url: str
+) -> None:
+    _, handle = service
+    client = redis.Redis.from_url(redis_url)
+    with start_transaction(name="redis-check", op="task"):
+        client.set("profile:42", "secret-value")
+    handle.force_flush()
+    (span,) = otlp_receiver.wait_for_spans(lambda s: s.attributes.get("redis.key") == "profile:42")
+    assert span.attributes["sentry.op"] == "db.redis"
+    assert span.attributes["sentry.description"] == "SET 'profile:42' [Filtered]"
+    assert span.attributes["redis.command"] == "SET"
+    assert b"secret-value" not in otlp_receiver.raw_bytes()
