@@ -43,7 +43,9 @@ _SYMBOL = {
     LEAK: "✓ in clear",
     NA: "n/a",
 }
-_RANK = {ABSENT: 0, WRONG: 1, FILTERED: 1, PRESENT: 2, LEAK: 2}
+# A scrubbed value still says the field was there (and the policy says why); a different
+# value (a sanitised statement, another source) carries less than a scrubbed one.
+_RANK = {ABSENT: 0, WRONG: 1, FILTERED: 2, PRESENT: 3, LEAK: 3}
 
 
 @dataclass(frozen=True)

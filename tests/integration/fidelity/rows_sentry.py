@@ -35,7 +35,7 @@ from tests.integration.fidelity.fields import (
 )
 from tests.integration.fidelity.model import ABSENT, NA, PRESENT, Cell, Report, Row
 from tests.integration.fidelity.rows_jaeger import server_span
-from tests.integration.fidelity.run import AUTHORIZATION, FORM_SECRET, PASSWORD, Observation
+from tests.integration.fidelity.run import SECRETS, Observation
 from tests.integration.fidelity.sentry_view import otlp_transactions
 
 SENTRY_CONFIGS = (SENTRY, BRIDGE_OTLP, BRIDGE_ENVELOPE)
@@ -43,7 +43,6 @@ EVENTS = "Sentry: error events"
 TRANSACTIONS = "Sentry: transactions"
 SPANS_REQUEST = "Sentry: spans in the request transaction"
 SPANS_STANDALONE = "Sentry: spans in the standalone transaction"
-SECRETS = (PASSWORD, FORM_SECRET, AUTHORIZATION.split()[-1])
 
 #: Request key -> (route template, which request on that route).
 ROUTES = {

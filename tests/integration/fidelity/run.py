@@ -50,6 +50,7 @@ STARTUP_TIMEOUT_S = 60.0
 AUTHORIZATION = "Bearer fidelity-bearer-7c1f"
 PASSWORD = "hunter2-fidelity"
 FORM_SECRET = "s3cr3t-fidelity"
+SECRETS = (PASSWORD, FORM_SECRET, AUTHORIZATION.split()[-1])
 
 
 @dataclass(frozen=True)
