@@ -201,13 +201,18 @@ def bridge_facade() -> Facade:
     def transaction(name: str, op: str) -> AbstractContextManager[Any]:
         return telemetry.start_transaction(name=name, op=op)
 
+    def instrument_app(app: FastAPI) -> None:
+        # The same handle: engines made after the first call are traced (create_engine is
+        # patched), and this call instruments the app with the pipeline already built.
+        telemetry.setup_telemetry(app)
+
     return Facade(
         set_user=set_user,
         capture_handled=telemetry.capture_exception,
         span=span,
         transaction=transaction,
         shutdown=handle.shutdown,
-        instrument_app=lambda app: telemetry.setup_telemetry(app),
+        instrument_app=instrument_app,
     )
 
 

@@ -109,8 +109,10 @@ def presence_cell(values: list[Any] | None, reference: list[Any] | None) -> Cell
         return Cell(ABSENT)
     if is_filtered(values):
         return Cell(FILTERED)
-    if reference and is_filtered(reference) and any(
-        secret in _text(value) for value in values for secret in SECRETS
+    if (
+        reference
+        and is_filtered(reference)
+        and any(secret in _text(value) for value in values for secret in SECRETS)
     ):
         return Cell(LEAK)
     return Cell(PRESENT)

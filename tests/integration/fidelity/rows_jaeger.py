@@ -57,12 +57,23 @@ def _server(route: str) -> Selector:
     return lambda spans: _first(_servers(spans, route))
 
 
+def _verb(span: ReceivedSpan) -> str:
+    """``GET``, ``SELECT``: from the operation or statement attributes, else the name."""
+    for text in (
+        _attr(span, "db.operation.name", "db.operation"),
+        _attr(span, "db.query.text", "db.statement"),
+        span.name,
+    ):
+        if isinstance(text, str) and text.split():
+            return text.split()[0].upper()
+    return ""
+
+
 def _redis(command: str, nth: int = 0) -> Selector:
     def select(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
         found = [
             s for s in _ITEMS(spans)
-            if _attr(s, "db.system", "db.system.name") == "redis"
-            and (s.name.split() or [""])[0].upper() == command
+            if _attr(s, "db.system", "db.system.name") == "redis" and _verb(s) == command
         ]  # fmt: skip
         return found[nth] if len(found) > nth else None
 
@@ -73,8 +84,7 @@ def _sql(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
     return _first(
         [
             s for s in _ITEMS(spans)
-            if _attr(s, "db.system", "db.system.name") == "postgresql"
-            and s.name.upper().startswith("SELECT")
+            if _attr(s, "db.system", "db.system.name") == "postgresql" and _verb(s) == "SELECT"
         ]
     )  # fmt: skip
 

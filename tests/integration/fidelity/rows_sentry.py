@@ -282,7 +282,19 @@ def _data(span: Span, *names: str) -> Any:
 
 
 def _command(span: Span) -> str:
-    return (str(span.get("description") or "").split() or [""])[0].upper()
+    """The command or statement verb (``GET``, ``SELECT``), from whichever field has it."""
+    op = str(span.get("op") or "")
+    if op in ("cache.get", "cache.put"):
+        return "GET" if op == "cache.get" else "SET"
+    for text in (
+        _data(span, "db.operation.name", "db.operation", "redis.command"),
+        (span.get("tags") or {}).get("redis.command"),
+        _data(span, "db.query.text", "db.statement"),
+        span.get("description"),
+    ):
+        if isinstance(text, str) and text.split():
+            return text.split()[0].upper()
+    return ""
 
 
 def _nth(spans: list[Span], n: int) -> Span | None:
@@ -300,18 +312,27 @@ def _is_sql(span: Span) -> bool:
 def roles_request(spans: list[Span], native: bool) -> dict[str, Span | None]:
     """Each span the request's transaction should hold, by what it does. sentry-sdk makes
     two spans per cached Redis command (``cache.*`` around ``db.redis``); OTel makes one,
-    which then has to carry what both carry."""
+    which then has to carry what both carry (unless the bridge makes two as well)."""
     if native:
-        redis = [s for s in spans if s.get("op") == "db.redis"]
-    else:
-        redis = [s for s in spans if _data(s, "db.system", "db.system.name") == "redis"]
-    sets = [s for s in redis if _command(s) == "SET"]
-    gets = [s for s in redis if _command(s) == "GET"]
-    if native:
+        commands = [s for s in spans if s.get("op") == "db.redis"]
         puts = [s for s in spans if s.get("op") == "cache.put"]
         lookups = [s for s in spans if s.get("op") == "cache.get"]
     else:
-        puts, lookups = sets, gets
+        redis = [
+            s for s in spans
+            if _data(s, "db.system", "db.system.name") == "redis"
+            or str(s.get("op") or "").startswith("cache.")
+        ]  # fmt: skip
+        caches = [s for s in redis if str(s.get("op") or "").startswith("cache.")]
+        commands = [s for s in redis if s not in caches] or caches
+        puts = [s for s in caches if s.get("op") == "cache.put"] or [
+            s for s in commands if _command(s) == "SET"
+        ]
+        lookups = [s for s in caches if s.get("op") == "cache.get"] or [
+            s for s in commands if _command(s) == "GET"
+        ]
+    sets = [s for s in commands if _command(s) == "SET"]
+    gets = [s for s in commands if _command(s) == "GET"]
     return {
         "SQL query (`db`)": _first(spans, _is_sql),
         "Redis `SET` (`db.redis`)": _nth(sets, 0),
