@@ -134,6 +134,14 @@ REASONS: tuple[Reason, ...] = (
         field="*",
         when=ABSENT,
     ),
+    Reason(
+        "the failing task's own span (op `function`) is what sentry-sdk's trace context "
+        "describes; asyncio tasks become spans only when named in "
+        "`TELEMETRY_ASYNCIO_COROUTINES` (README, Configuration)",
+        subject="asyncio task failure",
+        field="`contexts.trace.*`",
+        when=ABSENT,
+    ),
 )
 
 

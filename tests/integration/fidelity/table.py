@@ -127,7 +127,7 @@ def render(report: Report) -> str:
         "`REASONS` in tests/integration/fidelity/model.py; every other shortfall fails the suite.\n"
     )
     for reason in REASONS:
-        where = reason.subject if reason.subject != "*" else reason.field
+        where = " / ".join(p for p in (reason.subject, reason.field) if p != "*")
         out.append(f"* {where}: {reason.text}")
     out.append("\n## How the `otlp` mode's spans are read as Sentry data\n")
     out.append(
