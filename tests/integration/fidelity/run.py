@@ -144,7 +144,7 @@ class Observation:
 def _clean_environment() -> dict[str, str]:
     """The test process's environment without anything that configures an SDK."""
     prefixes = ("OTEL_", "SENTRY_", "TELEMETRY_")
-    names = {"ENVIRONMENT", "SERVICE_VERSION"}
+    names = {"ENVIRONMENT", "SERVICE_VERSION", "PROMETHEUS_MULTIPROC_DIR"}
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k not in names}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
@@ -201,6 +201,9 @@ def _port_open(port: int) -> bool:
 
 def run_config(config: str, postgres_url: str, redis_url: str, work_dir: Path) -> Observation:
     """Start the app under ``config``, play the scenario, stop it, return what arrived."""
+    if (REPO / ".env").exists():
+        # The bridge's settings read .env from the working directory (the project root).
+        raise RuntimeError(f"{REPO / '.env'} would configure the bridge: move it away")
     with OTLPReceiver() as otlp, SentryReceiver() as sentry, PriceServer() as downstream:
         port = free_port()
         argv = [sys.executable, "-m", "tests.integration.fidelity.app", config]
@@ -209,6 +212,7 @@ def run_config(config: str, postgres_url: str, redis_url: str, work_dir: Path) -
         process = ManagedProcess(
             argv,
             log_path=work_dir / f"{config}.log",
+            # The project root, as a service runs: sentry-sdk marks frames under it in_app.
             cwd=REPO,
             env=environment_for(config, otlp, sentry),
         )
