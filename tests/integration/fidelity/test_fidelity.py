@@ -63,8 +63,9 @@ def test_the_committed_table_is_what_the_run_produces(report: Report) -> None:
 def test_the_bridge_delivers_at_least_what_the_native_tools_deliver(report: Report) -> None:
     failing = report.failing()
     listed = "\n".join(
-        f"  {row.key}: {', '.join(result.failing)}: "
-        + ", ".join(f"{c}={row.cell(c).render()}" for c in (SENTRY, *result.failing))
+        f"  {row.key}: "
+        + ", ".join(f"{c}={row.cell(c).render()}" for c in (*row.reference, *result.failing))
+        + (f" (requirement: {row.requirement})" if row.requirement else "")
         for row, result in failing
     )
     assert not failing, f"{len(failing)} rows where the bridge delivers less:\n{listed}"
