@@ -10,21 +10,15 @@ rows (one event per failure, no secret in clear, one trace id, no data of anothe
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from tests.integration.fidelity.app import (
     BRIDGE_ENVELOPE,
     BRIDGE_OTLP,
-    CUSTOM_DESCRIPTION,
-    CUSTOM_OP,
     SENTRY,
-    TRANSACTION_CHILD_DESCRIPTION,
     TRANSACTION_NAME,
 )
 from tests.integration.fidelity.fields import (
-    SPAN_SKIP,
     Comparator,
     compared_cell,
     find_text,
@@ -35,6 +29,12 @@ from tests.integration.fidelity.fields import (
 )
 from tests.integration.fidelity.model import ABSENT, NA, PRESENT, Cell, Report, Row
 from tests.integration.fidelity.rows_jaeger import server_span
+from tests.integration.fidelity.rows_spans import (
+    roles_request,
+    roles_standalone,
+    span_rows,
+    start_of,
+)
 from tests.integration.fidelity.run import SECRETS, Observation
 from tests.integration.fidelity.sentry_view import otlp_transactions
 
@@ -82,16 +82,12 @@ VALUE_FIELDS: dict[str, Comparator] = {
 VALUE_FIELDS["transaction"] = _same_name
 
 
-def _start(document: dict[str, Any]) -> str:
-    return str(document.get("start_timestamp") or document.get("timestamp") or "")
-
-
 def request_trace(observation: Observation, key: str) -> str | None:
     route, nth = ROUTES[key]
     if observation.config == SENTRY:
         found = sorted(
             (t for t in observation.items("transaction") if t.get("transaction") == route),
-            key=_start,
+            key=start_of,
         )
         return str(found[nth]["contexts"]["trace"]["trace_id"]) if len(found) > nth else None
     span = server_span(observation, route, nth)
@@ -225,7 +221,7 @@ def breadcrumb_rows(
 def transactions(observation: Observation) -> list[dict[str, Any]]:
     if observation.config == BRIDGE_OTLP:
         return otlp_transactions(observation.sentry_otlp_spans)
-    return sorted(observation.items("transaction"), key=_start)
+    return sorted(observation.items("transaction"), key=start_of)
 
 
 TRANSACTION_VARIANTS = (
@@ -268,149 +264,3 @@ def transaction_rows(report: Report, observations: dict[str, Observation]) -> No
                                                   "different spans"),
                     BRIDGE_ENVELOPE: Cell(NA)},
                    requirement="one sampler for every sink (DESIGN)"))  # fmt: skip
-
-
-# -- spans inside a transaction ----------------------------------------------------------------
-
-Span = dict[str, Any]
-Roles = Callable[[list[Span], bool], dict[str, Span | None]]
-
-
-def _data(span: Span, *names: str) -> Any:
-    data = span.get("data") or {}
-    return next((data[n] for n in names if n in data), None)
-
-
-def _command(span: Span) -> str:
-    """The command or statement verb (``GET``, ``SELECT``), from whichever field has it."""
-    op = str(span.get("op") or "")
-    if op in ("cache.get", "cache.put"):
-        return "GET" if op == "cache.get" else "SET"
-    for text in (
-        _data(span, "db.operation.name", "db.operation", "redis.command"),
-        (span.get("tags") or {}).get("redis.command"),
-        _data(span, "db.query.text", "db.statement"),
-        span.get("description"),
-    ):
-        if isinstance(text, str) and text.split():
-            return text.split()[0].upper()
-    return ""
-
-
-def _nth(spans: list[Span], n: int) -> Span | None:
-    return spans[n] if len(spans) > n else None
-
-
-def _first(spans: list[Span], test: Callable[[Span], bool]) -> Span | None:
-    return next((s for s in spans if test(s)), None)
-
-
-def _is_sql(span: Span) -> bool:
-    return _data(span, "db.system", "db.system.name") == "postgresql" and _command(span) == "SELECT"
-
-
-def roles_request(spans: list[Span], native: bool) -> dict[str, Span | None]:
-    """Each span the request's transaction should hold, by what it does. sentry-sdk makes
-    two spans per cached Redis command (``cache.*`` around ``db.redis``); OTel makes one,
-    which then has to carry what both carry (unless the bridge makes two as well)."""
-    if native:
-        commands = [s for s in spans if s.get("op") == "db.redis"]
-        puts = [s for s in spans if s.get("op") == "cache.put"]
-        lookups = [s for s in spans if s.get("op") == "cache.get"]
-    else:
-        redis = [
-            s for s in spans
-            if _data(s, "db.system", "db.system.name") == "redis"
-            or str(s.get("op") or "").startswith("cache.")
-        ]  # fmt: skip
-        caches = [s for s in redis if str(s.get("op") or "").startswith("cache.")]
-        commands = [s for s in redis if s not in caches] or caches
-        puts = [s for s in caches if s.get("op") == "cache.put"] or [
-            s for s in commands if _command(s) == "SET"
-        ]
-        lookups = [s for s in caches if s.get("op") == "cache.get"] or [
-            s for s in commands if _command(s) == "GET"
-        ]
-    sets = [s for s in commands if _command(s) == "SET"]
-    gets = [s for s in commands if _command(s) == "GET"]
-    return {
-        "SQL query (`db`)": _first(spans, _is_sql),
-        "Redis `SET` (`db.redis`)": _nth(sets, 0),
-        "Redis `GET` hit (`db.redis`)": _nth(gets, 0),
-        "Redis `GET` miss (`db.redis`)": _nth(gets, 1),
-        "cache write (`cache.put`)": _nth(puts, 0),
-        "cache hit (`cache.get`)": _nth(lookups, 0),
-        "cache miss (`cache.get`)": _nth(lookups, 1),
-        "outgoing HTTP (`http.client`)": _first(
-            spans, lambda s: _data(s, "http.method", "http.request.method") is not None
-        ),
-        f"custom span (`{CUSTOM_OP}`)": _first(
-            spans, lambda s: s.get("description") == CUSTOM_DESCRIPTION
-        ),
-        "span `function` (asyncio task)": _first(spans, lambda s: s.get("op") == "function"),
-    }
-
-
-def roles_standalone(spans: list[Span], native: bool) -> dict[str, Span | None]:
-    return {
-        "SQL query (`db`)": _first(spans, _is_sql),
-        "custom span inside it": _first(
-            spans, lambda s: s.get("description") == TRANSACTION_CHILD_DESCRIPTION
-        ),
-    }
-
-
-def _same_http_description(reference: Any, value: Any) -> bool:
-    """``METHOD URL``: Relay derives it without the port (and without an IP host), so only
-    the method and the path are compared."""
-
-    def method_and_path(text: Any) -> tuple[str, str]:
-        method, _, url = str(text).partition(" ")
-        return method, urlsplit(url).path
-
-    return method_and_path(reference) == method_and_path(value)
-
-
-def _description_matches(role: str) -> Comparator:
-    return _same_http_description if "(`http.client`)" in role else same
-
-
-def _op_matches(role: str) -> Comparator:
-    if "(`db.redis`)" in role:
-        # One OTel span per cached command: a cache op stands for the db.redis one too.
-        return lambda ref, value: same(ref, value) or str(value).startswith("cache.")
-    return same
-
-
-def span_rows(
-    report: Report, section: str, picked: dict[str, dict[str, Any] | None], roles: Roles
-) -> None:
-    by_config = {
-        c: roles(sorted((t or {}).get("spans") or [], key=_start), c == SENTRY)
-        for c, t in picked.items()
-    }
-    for role, reference in by_config[SENTRY].items():
-        if reference is None:
-            continue
-        spans = {c: found[role] for c, found in by_config.items()}
-        report.add(Row(section, role, "span sent", {
-            c: Cell(PRESENT if s is not None else ABSENT) for c, s in spans.items()
-        }, reference=(SENTRY,)))  # fmt: skip
-        flat = {c: flatten(s, SPAN_SKIP) if s is not None else {} for c, s in spans.items()}
-        for path in sorted(flat[SENTRY]):
-            if path in ("origin",):
-                continue
-            equal = {
-                "op": _op_matches(role),
-                "description": _description_matches(role),
-                "status": same,
-            }.get(path)
-            cells: dict[str, Cell] = {}
-            for config in spans:
-                ref = None if config == SENTRY else flat[SENTRY].get(path)
-                values = flat[config].get(path)
-                cells[config] = (
-                    compared_cell(values, ref, equal) if equal and ref
-                    else presence_cell(values, ref)
-                )  # fmt: skip
-            report.add(Row(section, role, f"`{path}`", cells, reference=(SENTRY,)))
