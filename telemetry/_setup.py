@@ -7,8 +7,8 @@ Sentry errors (sentry-sdk) <──┘              │               │
 sampler -> TracerProvider -> Jaeger arm <────┘ (scrubbed)    │
                           -> Sentry arm (otlp | envelope) <──┘
 propagator (W3C + sentry-trace + merged baggage)
-instrumentations (FastAPI, SQLAlchemy, Redis, HTTPX, asyncio)
-/metrics (RED, exemplars of sampled spans, pipeline health)
+instrumentations (FastAPI, SQLAlchemy, Redis, HTTPX, asyncio, OpenAI, Anthropic)
+/metrics (RED, exemplars of sampled spans, pipeline health, GenAI tokens and cost)
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from telemetry import api
 from telemetry._asgi import RequestContextMiddleware, fork_request_scope
 from telemetry._fanout import FanOutExporter, OTLPHttpTarget
 from telemetry._sentry_events import build_before_send, counting_transport
+from telemetry.genai.setup import setup_genai
 from telemetry.instrumentation import Instrumented, instrument_fastapi, instrument_libraries
 from telemetry.logs import install_logging, log_lifecycle
 from telemetry.metrics import TelemetryMetrics
@@ -266,11 +267,15 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
     # Dependency metrics patch the libraries first, so OTel's wrappers sit outside them
     # and both come off cleanly, in reverse order, at shutdown.
     metered = metrics.instrument_dependencies() if metrics is not None else []
-    instrumented = instrument_libraries(
-        provider,
-        engines=engines,
-        asyncio_coroutines=settings.asyncio_coroutines,
-    )
+    genai = setup_genai(settings, metrics)  # GenAI series, price table, content capture
+    undo.append(genai.close)
+    with genai.capture_mode():
+        instrumented = instrument_libraries(
+            provider,
+            engines=engines,
+            asyncio_coroutines=settings.asyncio_coroutines,
+            library_options=genai.instrument_options,
+        )
 
     handle = TelemetryHandle(
         settings=settings,

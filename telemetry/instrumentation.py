@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +105,11 @@ _CLIENT_LIBRARIES = (
      "redis", "opentelemetry-instrumentation-redis"),
     ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor",
      "httpx", "opentelemetry-instrumentation-httpx"),
+    # The official GenAI instrumentations (telemetry.genai wires their metrics and content).
+    ("openai", "opentelemetry.instrumentation.genai.openai", "OpenAIInstrumentor",
+     "genai", "opentelemetry-instrumentation-genai-openai"),
+    ("anthropic", "opentelemetry.instrumentation.genai.anthropic", "AnthropicInstrumentor",
+     "genai", "opentelemetry-instrumentation-genai-anthropic"),
 )  # fmt: skip
 
 
@@ -113,9 +118,11 @@ def instrument_libraries(
     *,
     engines: Sequence[Any] = (),
     asyncio_coroutines: Iterable[str] = (),
+    library_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Instrumented:
     done = Instrumented()
-    options: dict[str, dict[str, Any]] = {
+    options: dict[str, Mapping[str, Any]] = {
+        **(library_options or {}),
         # Engines made before setup are only traced when passed in (create_engine is
         # patched for those made after).
         "sqlalchemy": {

@@ -55,6 +55,7 @@ from telemetry._scrub_patterns import (
     _shape_replacement,
     normalise_name,
 )
+from telemetry.genai._messages import fit_message_attribute
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,6 +305,8 @@ class ScrubbingPolicy:
             name = key if isinstance(key, str) else str(key)
             if name in PRESERVED_KEYS:
                 new = value
+            elif fitted := fit_message_attribute(name, value, self.max_length, self.scrub_value):
+                new = fitted  # span data of envelope mode: the same JSON as the OTLP attribute
             elif self.is_sensitive_name(name):
                 new = self._filter(value)
             else:
@@ -345,7 +348,11 @@ class ScrubbingPolicy:
             if key in PRESERVED_KEYS:
                 continue
             new: AttributeValue
-            if isinstance(value, str):
+            # GenAI message JSON: scrubbed and shortened by whole messages, never cut mid-JSON.
+            fitted = fit_message_attribute(key, value, self.max_length, self.scrub_value)
+            if fitted is not None:
+                new = fitted
+            elif isinstance(value, str):
                 new = (
                     FILTERED
                     if value and self.is_sensitive_name(key)

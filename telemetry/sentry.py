@@ -148,6 +148,10 @@ def _apply_sentry_op(sentry_span: Any, otel_span: ReadableSpan) -> None:
     op = attributes.get("sentry.op")
     if isinstance(op, str):
         sentry_span.op = op
+    elif isinstance(operation := attributes.get("gen_ai.operation.name"), str) and operation:
+        # What Relay derives for OTLP spans; envelope spans arrive with the span name as op,
+        # which Sentry's AI views (filtering on gen_ai.* ops) would not find.
+        sentry_span.op = f"gen_ai.{operation}"
     description = attributes.get("sentry.description")
     if isinstance(description, str):
         sentry_span.description = description
