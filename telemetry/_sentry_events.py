@@ -12,6 +12,7 @@ from opentelemetry.trace import INVALID_SPAN_ID, format_span_id, format_trace_id
 from opentelemetry.trace import get_current_span as otel_current_span
 from sentry_sdk.transport import HttpTransport, Transport
 
+from telemetry.genai._conventions import REPORTED_EXCEPTION_ATTRIBUTE
 from telemetry.settings import BeforeSend
 from telemetry.tracing import PipelineCounters
 
@@ -56,6 +57,8 @@ def build_before_send(
         exc_info = hint.get("exc_info") if hint else None
         if exc_info and exc_info[1] is not None and _is_ignored(exc_info[1]):
             return None
+        if exc_info and getattr(exc_info[1], REPORTED_EXCEPTION_ATTRIBUTE, False):
+            return None  # already sent from the GenAI span it escaped (telemetry.genai)
         request = event.get("request") or {}
         url = request.get("url") if isinstance(request, dict) else None
         if isinstance(url, str) and is_excluded_path(_path_of(url)):

@@ -44,6 +44,10 @@ CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
 EXECUTE_TOOL_DURATION: Final = "gen_ai.execute_tool.duration"
 INVOKE_AGENT_DURATION: Final = "gen_ai.invoke_agent.duration"
 
+#: Set on an exception once the facade has sent it to Sentry from the GenAI span it escaped,
+#: so the request-level capture of the same exception (a 500) is not a second event.
+REPORTED_EXCEPTION_ATTRIBUTE: Final = "__telemetry_genai_reported__"
+
 #: JSON-valued attributes (only present when message content capture is on) and which end of
 #: a list to keep when it must be shortened: the newest input messages (the turn being
 #: answered), the first output choices.

@@ -43,8 +43,6 @@ from telemetry.genai.metrics import AGENT_KEY, active_metrics, current_agent
 
 __all__ = ["AgentRun", "LLMCall", "ToolCall", "start_agent", "start_llm_call", "start_tool"]
 
-_CAPTURED = "_telemetry_genai_captured"
-
 
 def _tracer() -> trace.Tracer:
     # Looked up per call: setup_telemetry binds the facade's tracer to its provider later.
@@ -149,15 +147,17 @@ def _fail(handle: _GenAISpan, exc: BaseException, context: dict[str, Any]) -> No
     span = handle.span
     span.set_attribute(gc.ERROR_TYPE, kind)
     span.set_status(Status(StatusCode.ERROR, f"{kind}: {exc}"))
-    if getattr(exc, _CAPTURED, False):
+    if getattr(exc, gc.REPORTED_EXCEPTION_ATTRIBUTE, False):
         span.record_exception(exc, attributes={"exception.escaped": True})
         return
-    # Exceptions with __slots__ cannot be marked: an outer GenAI span captures them again.
-    with contextlib.suppress(AttributeError, TypeError):
-        setattr(exc, _CAPTURED, True)
     # Records the exception event on the current span (this one) and sends the Sentry event
     # with the GenAI context, under this span's trace and span id.
     api.capture_exception(exc, **context)
+    # Marked after the capture: the bridge's before_send drops later captures of it (the
+    # request's 500 handler runs in another context, where sentry-sdk's dedupe cannot see
+    # this one). Exceptions with __slots__ cannot be marked and are reported again outside.
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(exc, gc.REPORTED_EXCEPTION_ATTRIBUTE, True)
 
 
 @contextmanager
