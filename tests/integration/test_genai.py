@@ -263,7 +263,9 @@ def test_a_failing_tool_is_an_error_span_a_sentry_event_in_its_trace_and_a_metri
     assert trace_context["span_id"] == tool.span_id
     assert event["contexts"]["context"]["gen_ai.tool"] == "service_status"
     assert event["contexts"]["context"]["gen_ai.agent"] == "support-agent"
-    assert len(sentry_receiver.events()) == 1, [e.get("exception") for e in sentry_receiver.events()]
+    assert len(sentry_receiver.events()) == 1, [
+        e.get("exception") for e in sentry_receiver.events()
+    ]
     assert (
         f'gen_ai_tool_errors_total{{agent="support-agent",error_type="{error_type}",'
         'service="agents-test",tool="service_status"} 1.0'
