@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import sentry_sdk
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -151,8 +152,12 @@ def _fail(handle: _GenAISpan, exc: BaseException, context: dict[str, Any]) -> No
         span.record_exception(exc, attributes={"exception.escaped": True})
         return
     # Records the exception event on the current span (this one) and sends the Sentry event
-    # with the GenAI context, under this span's trace and span id.
-    api.capture_exception(exc, **context)
+    # under this span's trace and span id; the GenAI names are its context and its tags (tags
+    # are what an issue search, and the Agents dashboard's links, can filter on).
+    with sentry_sdk.new_scope() as scope:
+        for key, value in context.items():
+            scope.set_tag(key, value)
+        api.capture_exception(exc, **context)
     # Marked after the capture: the bridge's before_send drops later captures of it (the
     # request's 500 handler runs in another context, where sentry-sdk's dedupe cannot see
     # this one). Exceptions with __slots__ cannot be marked and are reported again outside.
@@ -195,7 +200,7 @@ def start_agent(
         ) as span:  # fmt: skip
             run = AgentRun(span, name=name)
             try:
-                with _run(run, {"gen_ai.operation": gc.INVOKE_AGENT, "gen_ai.agent": name}):
+                with _run(run, {gc.OPERATION_NAME: gc.INVOKE_AGENT, gc.AGENT_NAME: name}):
                     yield run
             finally:
                 metrics = active_metrics()
@@ -229,9 +234,9 @@ def start_tool(
     ) as span:  # fmt: skip
         call = ToolCall(span, name=name)
         try:
-            context = {"gen_ai.operation": gc.EXECUTE_TOOL, "gen_ai.tool": name}
+            context = {gc.OPERATION_NAME: gc.EXECUTE_TOOL, gc.TOOL_NAME: name}
             if agent:
-                context["gen_ai.agent"] = agent
+                context[gc.AGENT_NAME] = agent
             with _run(call, context):
                 yield call
         finally:
@@ -268,8 +273,8 @@ def start_llm_call(
     ) as span:  # fmt: skip
         call = LLMCall(span, model=model, provider=provider, operation=operation)
         try:
-            context = {"gen_ai.operation": operation, "gen_ai.model": model,
-                       "gen_ai.provider": provider}  # fmt: skip
+            context = {gc.OPERATION_NAME: operation, gc.REQUEST_MODEL: model,
+                       gc.PROVIDER_NAME: provider}  # fmt: skip  # fmt: skip
             with _run(call, context):
                 yield call
         finally:

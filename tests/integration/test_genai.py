@@ -261,8 +261,10 @@ def test_a_failing_tool_is_an_error_span_a_sentry_event_in_its_trace_and_a_metri
     trace_context = event["contexts"]["trace"]
     assert trace_context["trace_id"] == tool.trace_id
     assert trace_context["span_id"] == tool.span_id
-    assert event["contexts"]["context"]["gen_ai.tool"] == "service_status"
-    assert event["contexts"]["context"]["gen_ai.agent"] == "support-agent"
+    assert event["contexts"]["context"]["gen_ai.tool.name"] == "service_status"
+    # Tags too: what an issue search (and the Agents dashboard's links) filters on.
+    assert event["tags"]["gen_ai.tool.name"] == "service_status"
+    assert event["tags"]["gen_ai.agent.name"] == "support-agent"
     assert len(sentry_receiver.events()) == 1, [
         e.get("exception") for e in sentry_receiver.events()
     ]
@@ -285,7 +287,7 @@ def test_a_failing_llm_call_is_an_error_span_and_counted(
     assert chat.status_code == "ERROR"
     assert chat.attributes["error.type"] in {"503", "openai.InternalServerError"}
     # Captured from the agent span (the instrumentation marks the span, the facade reports).
-    assert event["contexts"]["context"]["gen_ai.agent"] == "support-agent"
+    assert event["tags"]["gen_ai.agent.name"] == "support-agent"
     assert event["contexts"]["trace"]["trace_id"] == chat.trace_id
     error_lines = [
         line for line in metrics.splitlines()
