@@ -693,7 +693,8 @@ def agents() -> dict[str, Any]:
         timeseries(
             1, "Tokens by model", "Tokens per second of LLM calls, input and output, by model "
             "(LLMTokenBudgetExceeded alerts on the hourly burn).",
-            [target(f"sum by (service, model, token_type) (rate(gen_ai_client_tokens_total{{{svc}}}{rate}))",
+            [target("sum by (service, model, token_type) "
+                    f"(rate(gen_ai_client_tokens_total{{{svc}}}{rate}))",
                     "{{service}} {{model}} {{token_type}}", exemplar=True)],
             "short", grid(0, 0), links=model_links,
         ),
@@ -707,13 +708,15 @@ def agents() -> dict[str, Any]:
         timeseries(
             3, "Estimated cost by model", "USD per hour at the price table's list prices "
             "(telemetry/genai/prices.py, TELEMETRY_GENAI_PRICES); unpriced models cost 0.",
-            [target(f"sum by (service, model) (rate(gen_ai_client_cost_usd_total{{{svc}}}{rate})) * 3600",
+            [target("sum by (service, model) "
+                    f"(rate(gen_ai_client_cost_usd_total{{{svc}}}{rate})) * 3600",
                     "{{service}} {{model}}")],
             "currencyUSD", grid(0, 8), links=model_links, minimum=0,
         ),
         timeseries(
             4, "Estimated cost by agent", "USD per hour of the LLM calls made inside each agent.",
-            [target(f"sum by (service, agent) (rate(gen_ai_client_cost_usd_total{{{svc}}}{rate})) * 3600",
+            [target("sum by (service, agent) "
+                    f"(rate(gen_ai_client_cost_usd_total{{{svc}}}{rate})) * 3600",
                     "{{service}} {{agent}}")],
             "currencyUSD", grid(12, 8), links=agent_links, minimum=0,
         ),

@@ -11,6 +11,7 @@ parses. A leaf module: the scrubbing policy calls it with its own scrub function
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from telemetry.genai._conventions import MESSAGE_ATTRIBUTES
 __all__ = ["fit_json", "fit_message_attribute"]
 
 _MIN_KEPT_CHARS = 32
+_MARKER = re.compile(r"\.\.\.\[truncated, (\d+) chars\]$")
 _MAX_ROUNDS = 64
 
 
@@ -90,9 +92,12 @@ def _shrink_strings(value: Any, limit: int) -> Any:
         path, longest = _longest_string(value, ())
         if path is None or len(longest) <= _MIN_KEPT_CHARS:
             return value
-        marker = f"...[truncated, {len(longest)} chars]"
+        # A string the scrubber already cut keeps the length of the original in its marker.
+        earlier = _MARKER.search(longest)
+        body = longest[: earlier.start()] if earlier else longest
+        marker = f"...[truncated, {earlier.group(1) if earlier else len(longest)} chars]"
         keep = max(_MIN_KEPT_CHARS, len(longest) - excess - len(marker))
-        value = _replace(value, path, longest[:keep] + marker)
+        value = _replace(value, path, body[:keep] + marker)
     return value
 
 
