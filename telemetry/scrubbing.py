@@ -31,6 +31,7 @@ from opentelemetry.util.types import AttributeValue
 from sentry_sdk.utils import AnnotatedValue
 
 from telemetry import _event_scrubbing
+from telemetry._scrub_messages import fit_message_attribute
 from telemetry._scrub_patterns import (
     _DIGITS,
     _LINE,
@@ -55,7 +56,6 @@ from telemetry._scrub_patterns import (
     _shape_replacement,
     normalise_name,
 )
-from telemetry.genai._messages import fit_message_attribute
 
 
 @dataclasses.dataclass(frozen=True)

@@ -188,7 +188,7 @@ class TelemetrySettings(BaseSettings):
         validation_alias=_env("TELEMETRY_SHUTDOWN_TIMEOUT_SECONDS", "shutdown_timeout_seconds"),
     )
     # GenAI: message content (prompts, completions, tool arguments) stays off the spans unless
-    # asked for; when on, it is scrubbed like every attribute (telemetry.genai._messages).
+    # asked for; when on, it is scrubbed like every attribute (telemetry._scrub_messages).
     # OTel's own variable is honoured below the contract's name.
     genai_capture_content: Literal["no_content", "span_only", "event_only", "span_and_event"] = (
         Field(

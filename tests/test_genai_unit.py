@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from telemetry.genai._messages import fit_json, fit_message_attribute
+from telemetry._scrub_messages import fit_json, fit_message_attribute
 from telemetry.genai.prices import ModelPrice, PriceTable
 from telemetry.scrubbing import ScrubbingPolicy
 from telemetry.settings import TelemetrySettings

@@ -4,9 +4,9 @@ Prometheus series (tokens, cost, duration, tool errors) and Sentry AI-view data.
 Public surface (also re-exported from ``telemetry``): ``start_agent``, ``start_tool``,
 ``start_llm_call``; the price table in ``telemetry.genai.prices``.
 
-Attributes resolve lazily (PEP 562): the scrubbing policy imports the leaf modules
-``_conventions`` and ``_messages`` of this package, and must not pull in the facade (and
-through it the Sentry side) when it does.
+Attributes resolve lazily (PEP 562): the Sentry side imports the leaf ``_conventions`` of
+this package and must not pull in the facade when it does. Message-JSON truncation lives
+with the scrubbing policy (``telemetry._scrub_messages``), which depends on nothing.
 """
 
 from __future__ import annotations

@@ -48,18 +48,6 @@ INVOKE_AGENT_DURATION: Final = "gen_ai.invoke_agent.duration"
 #: so the request-level capture of the same exception (a 500) is not a second event.
 REPORTED_EXCEPTION_ATTRIBUTE: Final = "__telemetry_genai_reported__"
 
-#: JSON-valued attributes (only present when message content capture is on) and which end of
-#: a list to keep when it must be shortened: the newest input messages (the turn being
-#: answered), the first output choices.
-MESSAGE_ATTRIBUTES: Final[dict[str, str]] = {
-    "gen_ai.input.messages": "last",
-    "gen_ai.output.messages": "first",
-    "gen_ai.system_instructions": "first",
-    "gen_ai.tool.definitions": "first",
-    "gen_ai.tool.call.arguments": "first",
-    "gen_ai.tool.call.result": "first",
-}
-
 
 def sentry_op(attributes: object) -> str | None:
     """The Sentry op Relay derives for an OTLP span from ``gen_ai.operation.name``

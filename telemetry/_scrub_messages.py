@@ -5,7 +5,8 @@ Cutting such a string at N characters leaves invalid JSON that neither Jaeger no
 views can show. Here the JSON is parsed, scrubbed value by value (so a secret inside a
 message is found by key as well as by shape), and shortened by dropping whole messages; only
 a single message that alone exceeds the limit has its longest strings cut. The result always
-parses. A leaf module: the scrubbing policy calls it with its own scrub function.
+parses. A leaf (standard library only, nothing of the package): the scrubbing policy calls
+it with its own scrub function, and scrubbing must not depend on the GenAI facade.
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from telemetry.genai._conventions import MESSAGE_ATTRIBUTES
+#: JSON-valued GenAI attributes (present only when message content capture is on) and which
+#: end of a list to keep when it must be shortened: the newest input messages (the turn
+#: being answered), the first output choices.
+MESSAGE_ATTRIBUTES: dict[str, str] = {
+    "gen_ai.input.messages": "last",
+    "gen_ai.output.messages": "first",
+    "gen_ai.system_instructions": "first",
+    "gen_ai.tool.definitions": "first",
+    "gen_ai.tool.call.arguments": "first",
+    "gen_ai.tool.call.result": "first",
+}
 
 __all__ = ["fit_json", "fit_message_attribute"]
 
