@@ -676,11 +676,139 @@ def pipeline_health() -> dict[str, Any]:
     )
 
 
+# Sentry's AI agents view (insights). The org-redirect form works for any Sentry SaaS
+# organisation; self-hosted: https://<host>/organizations/<org>/insights/agents/.
+DEFAULT_SENTRY_AI_URL = "https://sentry.io/orgredirect/organizations/:orgslug/insights/agents/"
+
+
+def _genai_links(label: str, tag: str) -> list[dict[str, Any]]:
+    """Jaeger traces whose GenAI spans carry the series' model/agent/tool, and the Sentry
+    issues the facade tagged with it (telemetry.genai reports failures with these tags)."""
+    value = f"${{__field.labels.{label}:percentencode}}"
+    return [
+        jaeger_link(
+            f"Jaeger traces of ${{__field.labels.{label}}}",
+            f"&tags=%7B%22{tag}%22%3A%22{value}%22%7D",
+        ),
+        sentry_link(f"Sentry issues of ${{__field.labels.{label}}}", f"{tag}%3A%22{value}%22"),
+    ]
+
+
+def agents() -> dict[str, Any]:
+    """LLM calls, tokens, estimated cost and tools of the agentic services (telemetry.genai).
+    Panel 1 (tokens) and 6 (LLM error ratio) are the targets of the genai.yml alerts."""
+    svc = 'service=~"$service"'
+    rate = "[$__rate_interval]"
+    model_links, agent_links = _genai_links("model", "gen_ai.request.model"), _genai_links(
+        "agent", "gen_ai.agent.name")  # fmt: skip
+    tool_links = _genai_links("tool", "gen_ai.tool.name")
+
+    def ratio(errors: str, calls: str, by: str) -> str:
+        # A model or tool that never failed has no error series: 0, not absent.
+        return (f"(sum by ({by}) (rate({errors}{{{svc}}}{rate})) or sum by ({by}) "
+                f"(rate({calls}{{{svc}}}{rate})) * 0) / sum by ({by}) "
+                f"(rate({calls}{{{svc}}}{rate}))")  # fmt: skip
+
+    panels = [
+        timeseries(
+            1, "Tokens by model", "Tokens per second of LLM calls, input and output, by model "
+            "(LLMTokenBudgetExceeded alerts on the hourly burn).",
+            [target("sum by (service, model, token_type) "
+                    f"(rate(gen_ai_client_tokens_total{{{svc}}}{rate}))",
+                    "{{service}} {{model}} {{token_type}}", exemplar=True)],
+            "short", grid(0, 0), links=model_links,
+        ),
+        timeseries(
+            2, "Tokens by agent", "Tokens per second used inside each agent's runs "
+            "(<none>: calls outside start_agent).",
+            [target(f"sum by (service, agent) (rate(gen_ai_client_tokens_total{{{svc}}}{rate}))",
+                    "{{service}} {{agent}}", exemplar=True)],
+            "short", grid(12, 0), links=agent_links,
+        ),
+        timeseries(
+            3, "Estimated cost by model", "USD per hour at the price table's list prices "
+            "(telemetry/genai/prices.py, TELEMETRY_GENAI_PRICES); unpriced models cost 0.",
+            [target("sum by (service, model) "
+                    f"(rate(gen_ai_client_cost_usd_total{{{svc}}}{rate})) * 3600",
+                    "{{service}} {{model}}")],
+            "currencyUSD", grid(0, 8), links=model_links, minimum=0,
+        ),
+        timeseries(
+            4, "Estimated cost by agent", "USD per hour of the LLM calls made inside each agent.",
+            [target("sum by (service, agent) "
+                    f"(rate(gen_ai_client_cost_usd_total{{{svc}}}{rate})) * 3600",
+                    "{{service}} {{agent}}")],
+            "currencyUSD", grid(12, 8), links=agent_links, minimum=0,
+        ),
+        timeseries(
+            5, "LLM latency p95 by model", "95th percentile duration of LLM calls; exemplars "
+            "open the trace of a slow call.",
+            [target("histogram_quantile(0.95, sum by (service, model, le) "
+                    f"(rate(gen_ai_client_operation_duration_seconds_bucket{{{svc}}}{rate})))",
+                    "{{service}} {{model}} p95", exemplar=True)],
+            "s", grid(0, 16), links=model_links,
+        ),
+        timeseries(
+            6, "LLM error ratio by model", "Share of LLM calls that failed (provider errors, "
+            "timeouts, rejected requests); LLMHighErrorRate alerts above 5%.",
+            [target(ratio("gen_ai_client_operation_errors_total",
+                          "gen_ai_client_operation_duration_seconds_count", "service, model"),
+                    "{{service}} {{model}}")],
+            "percentunit", grid(12, 16), links=model_links, minimum=0, maximum=1,
+            threshold_steps=thresholds((None, "green"), (0.05, "red")),
+        ),
+        timeseries(
+            7, "Tool calls", "Tool executions per second, by tool.",
+            [target(f"sum by (service, tool) (rate(gen_ai_tool_calls_total{{{svc}}}{rate}))",
+                    "{{service}} {{tool}}", exemplar=True)],
+            "ops", grid(0, 24), links=tool_links,
+        ),
+        timeseries(
+            8, "Tool error ratio", "Share of tool executions that raised, by tool.",
+            [target(ratio("gen_ai_tool_errors_total", "gen_ai_tool_calls_total", "service, tool"),
+                    "{{service}} {{tool}}")],
+            "percentunit", grid(12, 24), links=tool_links, minimum=0, maximum=1,
+            threshold_steps=thresholds((None, "green"), (0.05, "red")),
+        ),
+        timeseries(
+            9, "Agent run p95", "95th percentile duration of agent invocations.",
+            [target("histogram_quantile(0.95, sum by (service, agent, le) "
+                    f"(rate(gen_ai_agent_duration_seconds_bucket{{{svc}}}{rate})))",
+                    "{{service}} {{agent}} p95", exemplar=True)],
+            "s", grid(0, 32), links=agent_links,
+        ),
+        stat(
+            10, "Estimated cost, last 24 h", "USD over the last 24 hours, all models.",
+            [target(f"sum by (service) (increase(gen_ai_client_cost_usd_total{{{svc}}}[24h]))",
+                    "{{service}}", instant=True)],
+            "currencyUSD", grid(12, 32), thresholds((None, "blue")), decimals=2,
+        ),
+    ]
+    document = dashboard(
+        "telemetry-agents", "Agents",
+        "LLM calls, tokens, estimated cost and tool errors of the agentic services, by model, "
+        "agent and tool, with exemplars to the Jaeger trace and links to the Sentry issues "
+        "and Sentry's AI agents view.",
+        panels,
+        [SERVICE_VAR, *LINK_VARS, textbox_variable(
+            "sentry_ai_url", "Sentry AI view URL", DEFAULT_SENTRY_AI_URL,
+            "Sentry's AI agents view (Insights > Agents) of your organisation.",
+        )],
+        tags=["agents"],
+    )  # fmt: skip
+    document["links"].append(
+        {"title": "Sentry AI agents view", "type": "link", "url": "${sentry_ai_url:raw}",
+         "targetBlank": True}
+    )  # fmt: skip
+    return document
+
+
 DASHBOARDS = {
     "service-overview.json": service_overview,
     "release-comparison.json": release_comparison,
     "dependencies.json": dependencies,
     "telemetry-pipeline.json": pipeline_health,
+    "agents.json": agents,
 }
 
 

@@ -10,6 +10,7 @@ from telemetry.api import (
     start_span,
     start_transaction,
 )
+from telemetry.genai import start_agent, start_llm_call, start_tool
 from telemetry.settings import TelemetryConfigError, TelemetrySettings
 from telemetry.setup import TelemetryHandle, setup_telemetry
 from telemetry.tracing import MissingExtraError
@@ -25,6 +26,9 @@ __all__ = [
     "set_tag",
     "set_user_context",
     "setup_telemetry",
+    "start_agent",
+    "start_llm_call",
     "start_span",
+    "start_tool",
     "start_transaction",
 ]

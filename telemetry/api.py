@@ -26,9 +26,15 @@ __all__ = [
     "set_user_context",
     "start_span",
     "start_transaction",
+    "tracer",
 ]
 
 _tracer: trace.Tracer = trace.get_tracer("telemetry")
+
+
+def tracer() -> trace.Tracer:
+    """The tracer the facade's spans come from (the one ``setup_telemetry`` bound)."""
+    return _tracer
 
 
 def bind_tracer(tracer: trace.Tracer | None) -> None:
@@ -128,21 +134,30 @@ def set_context(name: str, data: Mapping[str, Any]) -> None:
     sentry_sdk.set_context(name, dict(data))
 
 
+def _op_attributes(op: str) -> dict[str, str]:
+    if op.startswith("gen_ai.") and len(op) > len("gen_ai."):
+        return {"gen_ai.operation.name": op.removeprefix("gen_ai.")}
+    return {"sentry.op": op}
+
+
 @contextmanager
 def start_transaction(name: str, op: str) -> Iterator[trace.Span]:
     """A unit of work (a Sentry transaction when it has no parent; otherwise a child of the
     current span, so one request stays one trace)."""
     with _tracer.start_as_current_span(
         name,
-        attributes={"sentry.op": op, "sentry.description": name, TRANSACTION_ATTRIBUTE: True},
+        attributes={**_op_attributes(op), "sentry.description": name, TRANSACTION_ATTRIBUTE: True},
     ) as span:
         yield span
 
 
 @contextmanager
 def start_span(op: str, description: str | None = None) -> Iterator[trace.Span]:
-    """A child span of the current span, named by its description (or its op)."""
-    attributes = {"sentry.op": op}
+    """A child span of the current span, named by its description (or its op).
+
+    A ``gen_ai.*`` op becomes ``gen_ai.operation.name`` instead of a forced ``sentry.op``:
+    Relay derives the op from it, and Sentry's AI views read that attribute."""
+    attributes = _op_attributes(op)
     if description:
         attributes["sentry.description"] = description
     with _tracer.start_as_current_span(description or op, attributes=attributes) as span:

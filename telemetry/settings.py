@@ -197,6 +197,23 @@ class TelemetrySettings(BaseSettings):
         gt=0.0,
         validation_alias=_env("TELEMETRY_SHUTDOWN_TIMEOUT_SECONDS", "shutdown_timeout_seconds"),
     )
+    # GenAI: message content (prompts, completions, tool arguments) stays off the spans unless
+    # asked for; when on, it is scrubbed like every attribute (telemetry.scrubbing.messages).
+    # OTel's own variable is honoured below the contract's name.
+    genai_capture_content: Literal["no_content", "span_only", "event_only", "span_and_event"] = (
+        Field(
+            "no_content",
+            validation_alias=_env(
+                "TELEMETRY_GENAI_CAPTURE_CONTENT",
+                "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+                "genai_capture_content",
+            ),
+        )
+    )
+    # Extra or overriding model prices, USD per million tokens (telemetry.genai.prices).
+    genai_prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict, validation_alias=_env("TELEMETRY_GENAI_PRICES", "genai_prices")
+    )
     # Code-only hooks: a callable cannot come from the environment.
     traces_sampler: TracesSampler | None = Field(None, exclude=True)
     before_send: BeforeSend | None = Field(None, exclude=True)
@@ -218,6 +235,18 @@ class TelemetrySettings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("genai_capture_content", mode="before")
+    @classmethod
+    def _capture_flag(cls, value: Any) -> Any:
+        # util-genai's names, any case; a boolean reads as "on the span" or "off".
+        if isinstance(value, bool):
+            return "span_only" if value else "no_content"
+        if isinstance(value, str):
+            flag = value.strip().lower()
+            return {"true": "span_only", "1": "span_only", "false": "no_content", "0": "no_content",
+                    "": "no_content"}.get(flag, flag)  # fmt: skip
+        return value
 
     @field_validator("sentry_dsn", mode="before")
     @classmethod

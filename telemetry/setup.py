@@ -7,8 +7,8 @@ Sentry errors (sentry-sdk) <──┘              │               │
 sampler -> TracerProvider -> Jaeger arm <────┘ (scrubbed)    │
                           -> Sentry arm (otlp | envelope) <──┘
 propagator (W3C + sentry-trace + merged baggage)
-instrumentations (FastAPI, SQLAlchemy, Redis, HTTPX, asyncio)
-/metrics (RED, exemplars of sampled spans, pipeline health)
+instrumentations (FastAPI, SQLAlchemy, Redis, HTTPX, asyncio, OpenAI, Anthropic)
+/metrics (RED, exemplars of sampled spans, pipeline health, GenAI tokens and cost)
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry import api
 from telemetry.dsn import parse_dsn
+from telemetry.genai import setup_genai
 from telemetry.logs import install_logging, log_lifecycle
 from telemetry.metrics import TelemetryMetrics, record_breadcrumbs, stop_breadcrumbs
 from telemetry.profile import Profile, resolve_profile
@@ -284,12 +285,16 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
     if profile.sentry_enabled:
         record_breadcrumbs(SentryBreadcrumbs())
         undo.append(stop_breadcrumbs)
-    instrumented = instrument_libraries(
-        provider,
-        engines=engines,
-        asyncio_coroutines=settings.asyncio_coroutines,
-        cache_prefixes=settings.cache_prefixes,
-    )
+    genai = setup_genai(settings, metrics)  # GenAI series, price table, content capture
+    undo.append(genai.close)
+    with genai.capture_mode():
+        instrumented = instrument_libraries(
+            provider,
+            engines=engines,
+            asyncio_coroutines=settings.asyncio_coroutines,
+            cache_prefixes=settings.cache_prefixes,
+            library_options=genai.instrument_options,
+        )
 
     handle = TelemetryHandle(
         settings=settings,

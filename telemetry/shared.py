@@ -12,6 +12,7 @@ from typing import Any, Protocol
 __all__ = [
     "KEEP_ATTRIBUTE",
     "PIPELINE_LOGGERS",
+    "REPORTED_EXCEPTION_ATTRIBUTE",
     "TRANSACTION_ATTRIBUTE",
     "ASGIApp",
     "Message",
@@ -26,6 +27,9 @@ __all__ = [
 
 #: Marks a trace a downstream tail sampler must keep (critical routes, reported errors).
 KEEP_ATTRIBUTE = "telemetry.keep"
+#: Set on an exception once an event for it has left the process (the request's capture,
+#: a GenAI span's capture, the asyncio integration): later captures of it are duplicates.
+REPORTED_EXCEPTION_ATTRIBUTE = "__telemetry_reported__"
 #: Marks a span the facade's ``start_transaction`` made: a Sentry transaction root.
 TRANSACTION_ATTRIBUTE = "telemetry.transaction"
 

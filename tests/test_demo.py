@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 from demo import loadgen, report
-from demo.app import create_app
+from demo.app import create_app, llm_client
 from demo.config import BUILTIN_API_KEYS, DemoConfig, Principal, async_database_url, parse_api_keys
 from fastapi import FastAPI
 from starlette.testclient import TestClient
@@ -257,6 +258,9 @@ def test_execute_crosses_into_the_model_provider(tmp_path: Path, sinks: Path) ->
             app.state.services.provider = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=provider_app), base_url="http://provider"
             )
+            app.state.services.llm = llm_client(
+                app.state.services.config, transport=httpx2.ASGITransport(app=provider_app)
+            )
             agent = test_client.post(
                 "/api/v1/agents", json={"name": "a", "model": "llama-3-8b"}, headers=as_user(ACME)
             ).json()
@@ -286,9 +290,10 @@ def test_execute_crosses_into_the_model_provider(tmp_path: Path, sinks: Path) ->
     )
     requests = report.read_json_lines(sinks / "spans.otlp.jsonl")
     failed_trace = report.spans_of_trace(requests, error["contexts"]["trace"]["trace_id"])
-    assert {"agent.execute", "load agent", "complete with llama-3-8b", "POST /v1/complete"} <= {
-        row.name for row in failed_trace
-    }
+    assert {
+        "agent.execute", "load agent", "invoke_agent a", "chat llama-3-8b",
+        "POST /v1/chat/completions",
+    } <= {row.name for row in failed_trace}  # fmt: skip
     # The background task's span is in its request's trace and ends after the response.
     audit_trace = next(
         span["traceId"]
@@ -301,7 +306,22 @@ def test_execute_crosses_into_the_model_provider(tmp_path: Path, sinks: Path) ->
     rows = {row.name: row for row in report.spans_of_trace(requests, audit_trace)}
     server = rows["POST /api/v1/agents/execute"]
     assert rows["record execution"].end_ns > server.end_ns
-    assert "POST /v1/complete" in rows
+    # The agent: invoke_agent -> chat -> execute_tool -> chat, the provider under each chat.
+    agent_row = rows["invoke_agent a"]
+    assert rows["execute_tool agent_profile"].parent_id == agent_row.span_id
+    chats = [
+        row for row in report.spans_of_trace(requests, audit_trace) if row.name == "chat llama-3-8b"
+    ]
+    assert len(chats) == 2 and all(row.parent_id == agent_row.span_id for row in chats)
+    assert all(row.tokens and row.tokens.startswith("tokens in=") for row in chats)
+    provider_parents = {
+        row.parent_id
+        for row in report.spans_of_trace(requests, audit_trace)
+        # In-process the provider's span is INTERNAL (a span is already current); across
+        # processes it is the provider's server span (test_demo_e2e).
+        if row.name == "POST /v1/chat/completions"
+    }
+    assert provider_parents == {row.span_id for row in chats}
 
 
 def test_config_parsing() -> None:

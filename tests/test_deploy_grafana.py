@@ -31,6 +31,7 @@ DATASOURCES = GRAFANA / "provisioning" / "datasources" / "datasources.yml"
 DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "rules" / "alerts.yml"
 RECORDING = ROOT / "deploy" / "prometheus" / "rules" / "recording.yml"
+RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 ENTRYPOINT = GRAFANA / "entrypoint.sh"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -101,7 +102,7 @@ def test_the_four_dashboards_exist_with_unique_uids(dashboards: dict[str, dict[s
     uids = [dashboard["uid"] for dashboard in dashboards.values()]
     assert sorted(uids) == sorted({
         "telemetry-service-overview", "telemetry-release-comparison",
-        "telemetry-dependencies", "telemetry-pipeline",
+        "telemetry-dependencies", "telemetry-pipeline", "telemetry-agents",
     })
     for dashboard in dashboards.values():
         ids = [panel["id"] for panel in dashboard["panels"]]
@@ -159,14 +160,19 @@ def test_data_links_carry_their_variables(dashboards: dict[str, dict[str, Any]])
     for name, link in links:
         url = link["url"]
         assert url.startswith(("${sentry_issues_url:raw}", "${jaeger_url:raw}/search?")), url
-        assert re.search(r"\$\{__field\.labels\.(service|route|release)", url), (name, url)
+        assert re.search(r"\$\{__field\.labels\.(service|route|release|model|agent|tool)", url), (
+            name, url,
+        )
     sentry_queries = {
         re.sub(r"%3A.*", "", link["url"].removeprefix("${sentry_issues_url:raw}"))
         for _, link in links
         if link["url"].startswith("${sentry_issues_url")
     }
     # From a release to its issues, from a route to the issues of that transaction.
-    assert sentry_queries == {"release", "transaction"}
+    # From a model, agent or tool (Agents dashboard) to the issues the GenAI facade tagged.
+    assert sentry_queries == {
+        "release", "transaction", "gen_ai.request.model", "gen_ai.agent.name", "gen_ai.tool.name"
+    }
 
 
 def test_red_and_dependency_dashboards_link_every_panel_to_sentry_and_jaeger(
@@ -264,14 +270,16 @@ def test_panels_use_documented_metrics_and_existing_recording_rules() -> None:
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", METRICS_DOC.read_text(), re.MULTILINE))
     recorded = {
         rule["record"]
-        for group in yaml.safe_load(RECORDING.read_text())["groups"]
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text())["groups"]
         for rule in group["rules"]
+        if "record" in rule
     }
     for query in generate.promql_expressions():
         for name in re.findall(r"\b([a-z_]+:[a-z0-9_:]+)\b", query.expr):
             assert name in recorded, f"{query.panel_title}: no recording rule {name}"
-        for name in re.findall(r"\b((?:http|db|telemetry)_[a-z_]+|service_build_info)\b(?!:)",
-                               query.expr):
+        metric = r"\b((?:http|db|telemetry|gen_ai)_[a-z_]+|service_build_info)\b(?!:)"
+        for name in re.findall(metric, query.expr):
             base = re.sub(r"_(bucket|count|sum)$", "", name)
             assert base in documented, f"{query.panel_title}: {name} not in docs/metrics.md"
 
@@ -283,8 +291,10 @@ def test_alert_links_open_existing_panels(dashboards: dict[str, dict[str, Any]])
     }
     links = [
         rule["annotations"]["dashboard"]
-        for group in yaml.safe_load(ALERTS.read_text())["groups"]
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text())["groups"]
         for rule in group["rules"]
+        if "alert" in rule
     ]
     assert links
     for link in links:

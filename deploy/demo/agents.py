@@ -1,13 +1,15 @@
-"""Agents: CRUD behind a read-through cache, and the critical `execute` route."""
+"""Agents: CRUD behind a read-through cache, and the critical `execute` route, which runs the
+agent: the official OpenAI client against the model provider, with one tool step."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Annotated, Any, Literal
 
-import httpx
+import openai
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
@@ -19,7 +21,7 @@ from demo.services import (
     get_principal,
     get_services,
 )
-from telemetry import set_context, start_span, start_transaction
+from telemetry import set_context, start_agent, start_span, start_tool, start_transaction
 
 logger = logging.getLogger("demo.agents")
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
@@ -87,8 +89,11 @@ async def execute_agent(
             {"agent_id": agent["id"], "model": agent["model"], "input_chars": len(body.input)},
         )
         logger.info("agent execution started", extra={"agent_id": agent["id"]})
-        with start_span(op="llm.call", description=f"complete with {agent['model']}"):
-            completion = await _complete(services, agent, body)
+        # invoke_agent -> chat (the OpenAI instrumentation) -> execute_tool -> chat.
+        with start_agent(
+            agent["name"], model=agent["model"], provider="openai", agent_id=str(agent["id"])
+        ):
+            completion = await _run_agent(services, principal.tenant_id, agent, body)
         services.spawn(
             _record_execution(services, principal.tenant_id, agent["id"]),
             name=f"record-execution-{agent['id']}",
@@ -145,28 +150,81 @@ async def _load_agent(services: Services, tenant_id: str, agent_id: int) -> dict
     return value
 
 
-async def _complete(services: Services, agent: dict[str, Any], body: ExecuteIn) -> dict[str, Any]:
-    headers = {"X-Simulate-Fault": "unavailable"} if body.simulate else {}
-    payload = {
-        "model": agent["model"],
-        "prompt": f"{agent['instructions']}\n\n{body.input}",
-        "max_tokens": body.max_tokens,
-    }
+#: The one tool of the demo agent: what it knows about itself, read through the cache.
+AGENT_TOOLS: list[dict[str, Any]] = [{
+    "type": "function",
+    "function": {
+        "name": "agent_profile",
+        "description": "The agent's own configuration and execution count.",
+        "parameters": {"type": "object", "properties": {}},
+    },
+}]  # fmt: skip
+
+
+async def _run_agent(
+    services: Services, tenant_id: str, agent: dict[str, Any], body: ExecuteIn
+) -> dict[str, Any]:
+    """One agent step: ask the model (offering the tool), run the tool it calls, ask again."""
+    extra_headers = {"X-Simulate-Fault": "unavailable"} if body.simulate else None
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": agent["instructions"] or "You are a helpful agent."},
+        {"role": "user", "content": body.input},
+    ]
+    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    first = await _chat(services, agent, messages, body, tools=AGENT_TOOLS, headers=extra_headers)
+    _add_usage(usage, first)
+    choice = first.choices[0].message
+    for call in choice.tool_calls or []:
+        name = getattr(getattr(call, "function", None), "name", "unknown")
+        with start_tool(name, call_id=call.id, description="the agent's own profile"):
+            profile = await _load_agent(services, tenant_id, int(agent["id"]))
+            result = {"name": (profile or {}).get("name"), "model": (profile or {}).get("model")}
+        messages += [
+            choice.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)},
+        ]
+    if choice.tool_calls:
+        final = await _chat(services, agent, messages, body)
+        _add_usage(usage, final)
+    else:
+        final = first
+    return {"completion": final.choices[0].message.content or "", "usage": usage}
+
+
+async def _chat(
+    services: Services,
+    agent: dict[str, Any],
+    messages: list[dict[str, Any]],
+    body: ExecuteIn,
+    tools: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    options: dict[str, Any] = {"tools": tools} if tools else {}
     try:
-        response = await services.provider.post("/v1/complete", json=payload, headers=headers)
-    except httpx.TransportError as exc:
+        return await services.llm.chat.completions.create(
+            model=agent["model"],
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=body.max_tokens,
+            extra_headers=headers,
+            **options,
+        )
+    except openai.APIConnectionError as exc:
         raise ModelProviderUnavailable(f"model provider unreachable: {exc!r}") from exc
-    if response.status_code >= 500:
-        logger.warning("model provider failed", extra={"status_code": response.status_code})
-        raise ModelProviderUnavailable(
-            f"model provider returned {response.status_code} for model {agent['model']}"
-        )
-    if response.is_error:
+    except openai.APIStatusError as exc:
+        if exc.status_code >= 500:
+            logger.warning("model provider failed", extra={"status_code": exc.status_code})
+            raise ModelProviderUnavailable(
+                f"model provider returned {exc.status_code} for model {agent['model']}"
+            ) from exc
         raise ModelProviderRejected(
-            f"model provider rejected the request: {response.status_code} {response.text[:200]}"
-        )
-    result: dict[str, Any] = response.json()
-    return result
+            f"model provider rejected the request: {exc.status_code} {exc.message[:200]}"
+        ) from exc
+
+
+def _add_usage(total: dict[str, int], response: Any) -> None:
+    if response.usage is not None:
+        total["prompt_tokens"] += response.usage.prompt_tokens
+        total["completion_tokens"] += response.usage.completion_tokens
 
 
 async def _record_execution(services: Services, tenant_id: str, agent_id: int) -> None:

@@ -1,8 +1,9 @@
 """The demo "agentic platform" API: `uvicorn demo.app:app`.
 
 Environment: DATABASE_URL (a SQLite file in the working directory when unset), REDIS_URL
-(no cache when unset), MODEL_PROVIDER_URL, DEMO_API_KEYS, plus the telemetry variables of
-the README's configuration table (ENVIRONMENT, SENTRY_DSN, OTEL_SERVICE_NAME, ...).
+(no cache when unset), MODEL_PROVIDER_URL, MODEL_PROVIDER_API_KEY, DEMO_API_KEYS, plus the
+telemetry variables of the README's configuration table (ENVIRONMENT, SENTRY_DSN, OTEL_SERVICE_NAME,
+OTEL_EXPORTER_OTLP_ENDPOINT, ...).
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+from opentelemetry import propagate
 
 from demo import agents, ops
 from demo.auth import ApiKeyAuthMiddleware
@@ -23,6 +27,30 @@ from demo.services import Services
 from telemetry import TelemetrySettings, setup_telemetry
 
 logger = logging.getLogger("demo.app")
+
+
+def llm_client(config: DemoConfig, transport: Any = None) -> AsyncOpenAI:
+    """The official OpenAI client for the model provider. Its HTTP stack (httpx2) is not the
+    one OpenTelemetry's HTTPX instrumentation patches, so the trace context is injected by a
+    request hook: the provider's server span then nests under the `chat` span that the OpenAI
+    instrumentation has made current around the request."""
+
+    async def inject_trace_context(request: Any) -> None:
+        propagate.inject(request.headers)
+
+    return AsyncOpenAI(
+        base_url=f"{config.model_provider_url}/v1",
+        api_key=config.model_provider_api_key,
+        # The agent decides about retries (none in the demo): a retried call would be a
+        # second `chat` span the reader of the demo report has to explain.
+        max_retries=0,
+        timeout=10.0,
+        http_client=DefaultAsyncHttpxClient(
+            event_hooks={"request": [inject_trace_context]},
+            # A test serves the provider in-process (httpx2.ASGITransport).
+            **({"transport": transport} if transport is not None else {}),
+        ),
+    )
 
 
 def create_app(
@@ -40,12 +68,14 @@ def create_app(
         # Created here, after setup_telemetry instrumented HTTPX, and closed on shutdown so
         # no connection outlives the event loop.
         provider = httpx.AsyncClient(base_url=config.model_provider_url, timeout=10.0)
+        llm = llm_client(config)
         services = Services(
             config=config,
             engine=engine,
             repo=AgentRepository(make_sessions(engine)),
             cache=cache,
             provider=provider,
+            llm=llm,
         )
         app.state.services = services
         logger.info(
@@ -58,6 +88,7 @@ def create_app(
             # Background executions still running would lose their spans and their DB write.
             await services.drain()
             await provider.aclose()
+            await llm.close()
             await cache.close()
             await engine.dispose()
             # Telemetry flushes after this: setup_telemetry wraps this lifespan and shuts the

@@ -68,6 +68,9 @@ class DemoConfig:
     model_provider_url: str
     api_keys: dict[str, Principal] = field(repr=False)
     cache_ttl_seconds: int = 30
+    # The key the OpenAI client sends to the model provider (Authorization: Bearer): a
+    # secret that must reach the provider and no telemetry sink.
+    model_provider_api_key: str = field(default="demo-provider-key", repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> DemoConfig:
@@ -87,4 +90,5 @@ class DemoConfig:
             ).rstrip("/"),
             api_keys=keys,
             cache_ttl_seconds=int(source.get("DEMO_CACHE_TTL_SECONDS", "30")),
+            model_provider_api_key=source.get("MODEL_PROVIDER_API_KEY") or "demo-provider-key",
         )

@@ -7,6 +7,11 @@ its server span is the child of the demo API's HTTPX client span.
 Environment: MODEL_PROVIDER_LATENCY_MS (mean latency, default 40),
 MODEL_PROVIDER_FAILURE_RATE (share of random 503s, default 0). A request with the header
 `X-Simulate-Fault: unavailable` always gets a 503.
+
+It speaks OpenAI's chat-completions API (`POST /v1/chat/completions`, usage included), so
+the demo agent calls it with the official `openai` client: a request that offers tools and
+carries no tool result yet is answered with a call of the first tool (the agent's tool
+step), the next one with the final text. `POST /v1/complete` is the older plain endpoint.
 """
 
 from __future__ import annotations
@@ -61,6 +66,66 @@ def fake_completion(prompt: str, max_tokens: int) -> str:
     return " ".join(rng.choice(_WORDS) for _ in range(min(max_tokens, 24)))
 
 
+class ChatMessage(BaseModel):
+    role: str
+    content: str | list[Any] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class ChatCompletionIn(BaseModel):
+    model: str = Field(min_length=1, max_length=64)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
+    tools: list[dict[str, Any]] | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
+
+
+def _text_of(message: ChatMessage) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    return " ".join(
+        str(part.get("text", "")) for part in message.content or [] if isinstance(part, dict)
+    )
+
+
+def chat_completion(body: ChatCompletionIn) -> dict[str, Any]:
+    """An OpenAI chat.completion object: a tool call first when tools are offered, then the
+    answer; usage counts words as tokens (deterministic, so runs are comparable)."""
+    prompt = "\n".join(_text_of(m) for m in body.messages)
+    prompt_tokens = len(prompt.split()) + 8 * len(body.messages)
+    wants_tool = bool(body.tools) and not any(m.role == "tool" for m in body.messages)
+    if wants_tool:
+        tool = str((body.tools or [{}])[0].get("function", {}).get("name", "tool"))
+        call_id = "call_" + hashlib.sha1(prompt.encode()).hexdigest()[:12]
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{
+                "id": call_id, "type": "function",
+                "function": {"name": tool, "arguments": "{}"},
+            }],
+        }  # fmt: skip
+        finish_reason, completion_tokens = "tool_calls", 12
+    else:
+        limit = body.max_completion_tokens or body.max_tokens or 128
+        text = fake_completion(prompt, limit)
+        message = {"role": "assistant", "content": text}
+        finish_reason, completion_tokens = "stop", len(text.split())
+    return {
+        "id": f"chatcmpl-{hashlib.sha1(prompt.encode()).hexdigest()[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
 def create_app(settings: TelemetrySettings | None = None) -> FastAPI:
     if settings is None:
         # Its own service name by default: without it both services would report as the
@@ -101,6 +166,25 @@ def create_app(settings: TelemetrySettings | None = None) -> FastAPI:
             },
             "latency_ms": round((time.perf_counter() - started) * 1000, 1),
         }
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(
+        body: ChatCompletionIn,
+        x_simulate_fault: str | None = Header(default=None),
+    ) -> dict[str, Any] | JSONResponse:
+        with start_span(op="model.inference", description=f"generate {body.model}"):
+            await asyncio.sleep(max(0.0, random.gauss(latency_ms, latency_ms / 4)) / 1000)
+            if x_simulate_fault == "unavailable" or random.random() < failure_rate:
+                logger.warning("model overloaded, refusing completion", extra={"model": body.model})
+                return JSONResponse(
+                    {"error": {"message": f"{body.model} is at capacity",
+                               "type": "model_overloaded"}},
+                    status_code=503,
+                    headers={"Retry-After": "1"},
+                )  # fmt: skip
+            result = chat_completion(body)
+        logger.info("chat completion served", extra={"model": body.model})
+        return result
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:

@@ -96,6 +96,8 @@ class SpanRow:
     end_ns: int
     error: bool
     http_status: str | None
+    # GenAI spans: "in=13 out=7 tokens" (gen_ai.usage.*), the agent -> LLM -> tool view.
+    tokens: str | None = None
     children: list[SpanRow] = field(default_factory=list)
 
     @property
@@ -137,9 +139,18 @@ def spans_of_trace(requests: list[dict[str, Any]], trace_id: str) -> list[SpanRo
                             http_status=_attribute(
                                 attrs, "http.response.status_code", "http.status_code"
                             ),
+                            tokens=_tokens(attrs),
                         )
                     )
     return rows
+
+
+def _tokens(attributes: list[dict[str, Any]]) -> str | None:
+    tokens_in = _attribute(attributes, "gen_ai.usage.input_tokens")
+    tokens_out = _attribute(attributes, "gen_ai.usage.output_tokens")
+    if tokens_in is None and tokens_out is None:
+        return None
+    return f"tokens in={tokens_in or 0} out={tokens_out or 0}"
 
 
 def render_span_tree(rows: list[SpanRow], max_lines: int = 60) -> list[str]:
@@ -159,7 +170,9 @@ def render_span_tree(rows: list[SpanRow], max_lines: int = 60) -> list[str]:
 
     def walk(row: SpanRow, depth: int) -> None:
         flags = " ".join(
-            part for part in (row.http_status or "", "ERROR" if row.error else "") if part
+            part
+            for part in (row.http_status or "", row.tokens or "", "ERROR" if row.error else "")
+            if part
         )
         lines.append(
             f"  {row.service:<{width}}  {'  ' * depth}{row.name}  [{row.kind}]  "

@@ -133,6 +133,44 @@ def send_failing_request(api: Service) -> tuple[str, int]:
     return trace_id, response.status_code
 
 
+def send_agent_request(api: Service) -> str:
+    """A successful agent execution (agent -> LLM -> tool -> LLM) under a chosen trace id."""
+    trace_id = secrets.token_hex(16)
+    headers = {"X-API-Key": DEMO_KEY}
+    with httpx.Client(base_url=api.url, timeout=15.0, headers=headers) as client:
+        created = client.post("/api/v1/agents", json={"name": "support-agent"})
+        if created.status_code != 201:
+            raise DemoError(f"could not create the demo agent: {created.status_code}")
+        response = client.post(
+            "/api/v1/agents/execute",
+            json={"agent_id": created.json()["id"], "input": "Is the checkout service up?"},
+            headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+        )
+    if response.status_code != 200:
+        raise DemoError(f"the demo agent failed: {response.status_code} {response.text[:200]}")
+    return trace_id
+
+
+def agent_report(out: Path, trace_id: str) -> tuple[list[str], list[str]]:
+    """The span tree of one agent run, with the tokens of each LLM call."""
+    rows = report.spans_of_trace(report.read_json_lines(out / SPANS_FILE), trace_id)
+    lines = [f"Agent run {trace_id}: invoke_agent -> chat -> execute_tool -> chat (tokens)"]
+    lines += report.render_span_tree([r for r in rows if not r.name.startswith(SQL_PREFIXES)])
+    names = [row.name for row in rows]
+    complete = (
+        any(n.startswith("invoke_agent ") for n in names)
+        and any(n.startswith("execute_tool ") for n in names)
+        and any(row.name.startswith("chat ") and row.tokens for row in rows)
+    )
+    if not complete:
+        lines.append("  MISSING: the agent run lacks its agent, LLM (with tokens) or tool span")
+    return lines, [] if complete else ["agent spans"]
+
+
+#: Database spans left out of the agent tree: the tree is about the agent's steps.
+SQL_PREFIXES = ("SELECT", "INSERT", "UPDATE", "DELETE", "connect", "BEGIN", "COMMIT")
+
+
 def scrape_metrics(service: Service, out: Path) -> str:
     response = httpx.get(f"{service.url}/metrics", headers={"Accept": OPENMETRICS}, timeout=5.0)
     text = response.text if response.status_code == 200 else ""
@@ -235,6 +273,7 @@ def run(out: Path, requests: int, concurrency: int) -> int:
         summary = asyncio.run(
             run_load(api.url, requests=requests, concurrency=concurrency, seed=7, progress=True)
         )
+        agent_trace = send_agent_request(api)
         # Last, so no later request on the same series replaces its exemplar.
         trace_id, status = send_failing_request(api)
         metrics = {svc.name: scrape_metrics(svc, out) for svc in (api, provider)}
@@ -244,6 +283,9 @@ def run(out: Path, requests: int, concurrency: int) -> int:
             stop(service)
         print(f"services stopped in {time.monotonic() - stopping:.1f} s", file=sys.stderr)
     lines, missing = compose_report(out, trace_id, status, metrics)
+    agent_lines, agent_missing = agent_report(out, agent_trace)
+    lines += ["", *agent_lines]
+    missing += agent_missing
     lines += ["", "Traffic", *(f"  {line}" for line in summary.render().splitlines())]
     lines.append(f"  whole run {time.monotonic() - started:.1f} s; files in {out}")
     text = "\n".join(lines)

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 from fastapi import HTTPException, Request
+from openai import AsyncOpenAI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from demo.cache import AgentCache
@@ -38,6 +39,8 @@ class Services:
     repo: AgentRepository
     cache: AgentCache
     provider: httpx.AsyncClient
+    # The official OpenAI client, pointed at the model provider's chat-completions API.
+    llm: AsyncOpenAI
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:

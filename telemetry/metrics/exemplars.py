@@ -46,10 +46,15 @@ class SharedExemplars:
         self.store = store
 
     def counted(
-        self, counter: Any, sample: str, values: tuple[str, ...], exemplar: dict[str, str]
+        self,
+        counter: Any,
+        sample: str,
+        values: tuple[str, ...],
+        exemplar: dict[str, str],
+        amount: float = 1.0,
     ) -> None:
         labels = dict(zip(label_names(counter), values, strict=True))
-        self.store.record(sample_key(sample, labels), Exemplar(exemplar, 1.0, time()))
+        self.store.record(sample_key(sample, labels), Exemplar(exemplar, amount, time()))
 
     def observed(
         self, histogram: Any, values: tuple[str, ...], exemplar: dict[str, str], value: float

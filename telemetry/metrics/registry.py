@@ -186,6 +186,28 @@ class TelemetryMetrics:
         if ex is not None and self._shared is not None:
             self._shared.observed(hist, values, ex, value)
 
+    # The same mechanics for series other parts of the package declare (the GenAI series):
+    # the child cache, and exemplars shared across workers in multiprocess mode.
+
+    def child(self, metric: Any, values: tuple[str, ...]) -> Any:
+        """The cached labelled child of ``metric`` (labels already bounded by the guard)."""
+        return self._child(metric, values)
+
+    def observe(
+        self, hist: Histogram, values: tuple[str, ...], value: float, ex: dict[str, str] | None
+    ) -> None:
+        """Observe ``value`` with its exemplar, shared across workers when multiprocess."""
+        self._observe(hist, values, value, ex)
+
+    def count(
+        self, counter: Any, name: str, values: tuple[str, ...], amount: float,
+        ex: dict[str, str] | None,
+    ) -> None:  # fmt: skip
+        """Increment ``counter`` by ``amount`` with its exemplar, shared when multiprocess."""
+        self._child(counter, values).inc(amount, exemplar=ex)
+        if ex is not None and self._shared is not None:
+            self._shared.counted(counter, name, values, ex, amount)
+
     def in_progress(self, method: str) -> Any:
         """The in-progress gauge of ``method`` (already normalised) for this service."""
         return self._child(self._in_progress, (self.service, method))

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from telemetry.scrubbing.messages import fit_message_attribute
 from telemetry.scrubbing.patterns import (
     DEFAULT_FRAGMENTS,
     DEFAULT_MAX_LENGTH,
@@ -307,6 +308,8 @@ class ScrubbingPolicy:
             name = key if isinstance(key, str) else str(key)
             if name in PRESERVED_KEYS:
                 new = value
+            elif fitted := fit_message_attribute(name, value, self.max_length, self.scrub_value):
+                new = fitted  # span data of envelope mode: the same JSON as the OTLP attribute
             elif self.is_sensitive_name(name):
                 new = self._filter(value)
             else:
@@ -338,7 +341,11 @@ class ScrubbingPolicy:
             if key in PRESERVED_KEYS:
                 continue
             new: Any
-            if isinstance(value, str):
+            # GenAI message JSON: scrubbed and shortened by whole messages, never cut mid-JSON.
+            fitted = fit_message_attribute(key, value, self.max_length, self.scrub_value)
+            if fitted is not None:
+                new = fitted
+            elif isinstance(value, str):
                 new = (
                     FILTERED
                     if value and self.is_sensitive_name(key)

@@ -42,12 +42,26 @@ def is_transaction_root(span: ReadableSpan) -> bool:
     return bool((span.attributes or {}).get(TRANSACTION_ATTRIBUTE))
 
 
+_TAGGED_ATTRIBUTES = ("redis.command", "redis.key", "redis.is_cluster", "db.operation")
+
+
 def apply_sentry_op(sentry_span: Any, otel_span: ReadableSpan) -> None:
     """The facade's op and description win over what sentry-sdk inferred."""
     attributes = otel_span.attributes or {}
     op = attributes.get("sentry.op")
     if isinstance(op, str):
         sentry_span.op = op
+    elif isinstance(operation := attributes.get("gen_ai.operation.name"), str) and operation:
+        # What Relay derives for OTLP spans; envelope spans arrive with the span name as op,
+        # which Sentry's AI views (filtering on gen_ai.* ops) would not find.
+        sentry_span.op = f"gen_ai.{operation}"
     description = attributes.get("sentry.description")
     if isinstance(description, str):
         sentry_span.description = description
+    for key in _TAGGED_ATTRIBUTES:
+        value = attributes.get(key)
+        if value is not None:
+            # sentry-sdk's Redis integration sends these as tags, where Sentry searches them.
+            sentry_span.set_tag(key, value)
+    if attributes.get("http.route") is not None and hasattr(sentry_span, "source"):
+        sentry_span.source = "route"  # the transaction is named after the route template

@@ -13,6 +13,7 @@ from opentelemetry.trace import INVALID_SPAN_ID, format_span_id, format_trace_id
 from opentelemetry.trace import get_current_span as otel_current_span
 
 from telemetry.settings import BeforeSend
+from telemetry.shared import REPORTED_EXCEPTION_ATTRIBUTE
 
 __all__ = [
     "IGNORED_EXCEPTIONS",
@@ -65,7 +66,7 @@ def build_before_send(
                 return None
         if exc is not None:
             with contextlib.suppress(AttributeError, TypeError):
-                setattr(exc, _REPORTED_ATTRIBUTE, True)
+                setattr(exc, REPORTED_EXCEPTION_ATTRIBUTE, True)
         return scrub(result, hint) if scrub is not None else result  # type: ignore[arg-type]
 
     return before_send
@@ -73,7 +74,7 @@ def build_before_send(
 
 def was_reported(exc: BaseException) -> bool:
     """Whether an event for this exception has already left the process."""
-    return bool(getattr(exc, _REPORTED_ATTRIBUTE, False))
+    return bool(getattr(exc, REPORTED_EXCEPTION_ATTRIBUTE, False))
 
 
 def _path_of(url: str) -> str:
@@ -82,8 +83,6 @@ def _path_of(url: str) -> str:
     return "/" if slash < 0 else without_scheme[slash:].split("?", 1)[0]
 
 
-#: Set on an exception once an event for it has left: later captures of it are duplicates.
-_REPORTED_ATTRIBUTE = "__telemetry_reported__"
 #: Set on an exception by the innermost span it escaped: the span that failed.
 FAILING_SPAN_ATTRIBUTE = "__telemetry_failing_span__"
 

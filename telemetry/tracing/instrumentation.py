@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +103,11 @@ _CLIENT_LIBRARIES = (
      "redis", "opentelemetry-instrumentation-redis"),
     ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor",
      "httpx", "opentelemetry-instrumentation-httpx"),
+    # The official GenAI instrumentations (telemetry.genai wires their metrics and content).
+    ("openai", "opentelemetry.instrumentation.genai.openai", "OpenAIInstrumentor",
+     "genai", "opentelemetry-instrumentation-genai-openai"),
+    ("anthropic", "opentelemetry.instrumentation.genai.anthropic", "AnthropicInstrumentor",
+     "genai", "opentelemetry-instrumentation-genai-anthropic"),
 )  # fmt: skip
 
 
@@ -112,10 +117,12 @@ def instrument_libraries(
     engines: Sequence[Any] = (),
     asyncio_coroutines: Iterable[str] = (),
     cache_prefixes: Sequence[str] = ("",),
+    library_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Instrumented:
     done = Instrumented()
     request_hook, response_hook = redis_cache_hooks(cache_prefixes)
-    options: dict[str, dict[str, Any]] = {
+    options: dict[str, Mapping[str, Any]] = {
+        **(library_options or {}),
         # Engines made before setup are only traced when passed in (create_engine is
         # patched for those made after).
         "sqlalchemy": {
@@ -183,6 +190,7 @@ def redis_cache_hooks(prefixes: Sequence[str]) -> tuple[RedisHook, RedisHook]:
         command = _text(args[0]).upper()
         key = _text(args[1]) if len(args) > 1 else None
         span.set_attribute("redis.command", command)
+        span.set_attribute("db.operation", command)
         span.set_attribute("redis.is_cluster", False)
         if key is not None:
             span.set_attribute("redis.key", key)

@@ -20,7 +20,10 @@ from telemetry import (
     capture_exception,
     set_user_context,
     setup_telemetry,
+    start_agent,
+    start_llm_call,
     start_span,
+    start_tool,
 )
 from tests.support.net import free_port
 
@@ -97,6 +100,20 @@ def build_app(engine: sqlalchemy.Engine, redis_url: str, downstream_url: str | N
         with engine.connect() as connection:
             connection.execute(sqlalchemy.text("SELECT 1"))
         return {"status": "done"}
+
+    @app.post("/api/v1/agents/plan")
+    def plan(step: int = 0) -> dict[str, str]:
+        # An agent step through the GenAI facade (no network): one LLM call and one tool;
+        # some steps fail, so the error series of the Agents dashboard have data too.
+        with start_agent("planner", model="gpt-4o-mini", provider="openai"):
+            with start_llm_call("gpt-4o-mini", provider="openai") as call:
+                if step % 7 == 6:
+                    raise TimeoutError("model timed out")
+                call.set_usage(input_tokens=120 + step % 5, output_tokens=30)
+            with start_tool("search_docs"):
+                if step % 4 == 3:
+                    raise LookupError("index unavailable")
+        return {"status": "planned"}
 
     @app.get("/health/live")
     def live() -> dict[str, str]:

@@ -158,7 +158,7 @@ def test_one_trace_id_across_every_sink_of_the_demo(
     assert crash_event.data["contexts"]["trace"]["span_id"] == failing.span_id
 
     # The execution crossed a process boundary: the provider's server span is a child of
-    # the demo's HTTPX client span.
+    # the demo's `chat` client span (the OpenAI instrumentation's, inside invoke_agent).
     spans = otlp_receiver.wait_for_spans(
         lambda s: s.trace_id == execute and s.service_name == "model-provider"
     )
@@ -166,6 +166,7 @@ def test_one_trace_id_across_every_sink_of_the_demo(
     downstream = server_span(spans, "model-provider")
     client = next(s for s in spans if s.span_id == downstream.parent_span_id)
     assert client.kind == "CLIENT" and client.service_name == "demo-api"
+    assert client.name.startswith("chat ") and client.attributes["gen_ai.usage.input_tokens"] > 0
     names = {s.name for s in spans if s.service_name == "demo-api"}
     assert {"agent.execute", "load agent"} <= names
 

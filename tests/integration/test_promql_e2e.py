@@ -83,6 +83,7 @@ def drive_load(url: str, seconds: float) -> None:
             call("GET", f"{url}/api/v1/crash")
         if i % 5 == 0:
             call("POST", f"{url}/api/v1/handled")
+        call("POST", f"{url}/api/v1/agents/plan?step={i}")
         time.sleep(0.05)
 
 
