@@ -369,19 +369,38 @@ def test_span_tree_from_the_file_exporter(tmp_path: Path) -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.trace import SpanKind
 
     exporter = OTLPJsonFileSpanExporter(tmp_path / "spans.jsonl")
     provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("t")
-    with tracer.start_as_current_span("root") as root, tracer.start_as_current_span("child"):
+    with (
+        tracer.start_as_current_span("root") as root,
+        tracer.start_as_current_span("child", attributes={"sentry.op": "cache.get"}),
+        tracer.start_as_current_span(
+            "GET", kind=SpanKind.CLIENT, attributes={"http.method": "GET"}
+        ),
+    ):
         pass
     provider.shutdown()
     trace_id = format(root.get_span_context().trace_id, "032x")
     lines = report.render_span_tree(
         report.spans_of_trace(report.read_json_lines(exporter.path), trace_id)
     )
-    assert [line.split("[")[0].strip() for line in lines] == ["svc  root", "svc    child"]
+    assert [line.split("[")[0].strip() for line in lines] == [
+        "svc  root",
+        "svc    child",
+        "svc      GET",
+    ]
+    # The op Sentry shows: the explicit one, else what Relay derives from the attributes.
+    assert [line.split("[")[1].split("]")[0] for line in lines] == [
+        "internal op=default",
+        "internal op=cache.get",
+        "client op=http.client",
+    ]
+    event = {"user": {"id": "7", "email": "ada@example.com"}, "contexts": {}}
+    assert "  user email   ada@example.com" in report.render_sentry_event(event, [])
     assert report.exemplar_lines('a_total 1 # {trace_id="abc"} 1\nb 2', "abc") == [
         'a_total 1 # {trace_id="abc"} 1'
     ]

@@ -72,6 +72,7 @@ def render_sentry_event(event: dict[str, Any], transactions: list[dict[str, Any]
         f"  transaction  {event.get('transaction', '-')}",
         f"  tags         {_pairs(event.get('tags'))}",
         f"  user         {_pairs(event.get('user'))}",
+        f"  user email   {(event.get('user') or {}).get('email', '-')}",
         f"  trace        trace_id={trace.get('trace_id')} span_id={trace.get('span_id')}",
     ]
     for transaction in transactions:
@@ -98,6 +99,8 @@ class SpanRow:
     http_status: str | None
     # GenAI spans: "in=13 out=7 tokens" (gen_ai.usage.*), the agent -> LLM -> tool view.
     tokens: str | None = None
+    # The op Sentry shows for the span: ``sentry.op``, else what Relay derives.
+    op: str = "default"
     children: list[SpanRow] = field(default_factory=list)
 
     @property
@@ -140,9 +143,24 @@ def spans_of_trace(requests: list[dict[str, Any]], trace_id: str) -> list[SpanRo
                                 attrs, "http.response.status_code", "http.status_code"
                             ),
                             tokens=_tokens(attrs),
+                            op=sentry_op(attrs, int(span.get("kind", 0))),
                         )
                     )
     return rows
+
+
+def sentry_op(attributes: list[dict[str, Any]], kind: int) -> str:
+    """The span's op in Sentry: the ``sentry.op`` attribute, else Relay's derivation
+    (``relay-spans``: HTTP method and kind, ``db.system``, ``gen_ai.operation.name``)."""
+    explicit = _attribute(attributes, "sentry.op")
+    if explicit:
+        return explicit
+    if _attribute(attributes, "http.request.method", "http.method"):
+        return {2: "http.server", 3: "http.client"}.get(kind, "http")
+    if _attribute(attributes, "db.system", "db.system.name"):
+        return "db"
+    operation = _attribute(attributes, "gen_ai.operation.name")
+    return f"gen_ai.{operation}" if operation else "default"
 
 
 def _tokens(attributes: list[dict[str, Any]]) -> str | None:
@@ -175,7 +193,7 @@ def render_span_tree(rows: list[SpanRow], max_lines: int = 60) -> list[str]:
             if part
         )
         lines.append(
-            f"  {row.service:<{width}}  {'  ' * depth}{row.name}  [{row.kind}]  "
+            f"  {row.service:<{width}}  {'  ' * depth}{row.name}  [{row.kind} op={row.op}]  "
             f"+{(row.start_ns - origin) / 1e6:.1f} ms  {row.duration_ms:.1f} ms  {flags}".rstrip()
         )
         for child in row.children:
