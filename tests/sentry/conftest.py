@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 import sentry_sdk
+from sentry_sdk.scope import Scope, ScopeType, use_isolation_scope, use_scope
 
 
 class Captured(sentry_sdk.transport.Transport):
@@ -36,6 +37,12 @@ def sentry() -> Iterator[Callable[..., Captured]]:
         assert isinstance(transport, Captured)
         return transport
 
-    yield start
+    # Fresh scopes: another test's leftovers (a transaction name on the shared current
+    # scope, a request's event processor) must not decide what these events carry.
+    with (
+        use_isolation_scope(Scope(ty=ScopeType.ISOLATION)),
+        use_scope(Scope(ty=ScopeType.CURRENT)),
+    ):
+        yield start
     sentry_sdk.get_client().close(timeout=1)
     sentry_sdk.init()
