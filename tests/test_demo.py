@@ -9,7 +9,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -25,8 +24,9 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from telemetry import TelemetrySettings
-from telemetry.file_sinks.files import OTLPJsonFileSpanExporter
+from telemetry.file_sinks import OTLPJsonFileSpanExporter
 from telemetry.settings import load_settings
+from tests.support.net import poll_until
 
 ACME, GLOBEX = list(BUILTIN_API_KEYS)
 ROOT = Path(__file__).resolve().parents[1]
@@ -275,12 +275,14 @@ def test_execute_crosses_into_the_model_provider(tmp_path: Path, sinks: Path) ->
             )
             assert failed.status_code == 500
             # The background task recorded the successful execution after the response.
-            for _ in range(50):
-                got = test_client.get(f"/api/v1/agents/{agent['id']}", headers=as_user(ACME))
-                if got.json()["executions"] == 1:
-                    break
-                time.sleep(0.05)
-            assert got.json()["executions"] == 1
+            poll_until(
+                lambda: test_client.get(
+                    f"/api/v1/agents/{agent['id']}", headers=as_user(ACME)
+                ).json()["executions"]
+                == 1,
+                5,
+                describe="the background task's execution record",
+            )
     finally:
         app.state.telemetry.shutdown()
     error = next(

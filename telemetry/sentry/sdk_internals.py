@@ -39,6 +39,13 @@ def envelope_processor_class(
     )
 
     class SentrySpanProcessor(SdkSentrySpanProcessor):
+        def __new__(cls) -> Any:
+            # sentry-sdk's processor is a singleton kept in ``cls.instance``: a subclass would
+            # inherit the base's instance (without these overrides) once anything made one.
+            if "instance" not in cls.__dict__:
+                setattr(cls, "instance", object.__new__(cls))  # noqa: B010
+            return cls.__dict__["instance"]
+
         def on_start(self, otel_span: Any, parent_context: Any = None) -> None:
             parent = otel_span.parent
             if parent is None or parent.is_remote:

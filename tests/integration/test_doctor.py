@@ -269,7 +269,7 @@ def run_in_process(script: str, env: dict[str, str]) -> dict[str, dict[str, Any]
     program = textwrap.dedent(script) + textwrap.dedent(
         """
         import json
-        from telemetry.doctor.run import run_checks
+        from telemetry.doctor import run_checks
         print(json.dumps([r.as_dict() for r in run_checks(timeout=1)]))
         """
     )

@@ -9,7 +9,7 @@ import urllib.request
 from typing import Any
 
 from telemetry import TelemetrySettings
-from telemetry.logs.install import JsonFormatter
+from telemetry.logs import JsonFormatter
 from tests.integration._service import running_service
 from tests.support.bugsink import Bugsink
 from tests.support.otlp_receiver import OTLPReceiver

@@ -9,7 +9,6 @@ import json
 import logging
 import logging.config
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,6 +29,7 @@ from telemetry.logs import (
 from telemetry.logs import install as logs
 from telemetry.scrubbing import ScrubbingPolicy
 from telemetry.sentry.scrubbing import EventScrubber
+from tests.support.net import poll_until
 
 TRACER = TracerProvider().get_tracer("test")
 
@@ -316,10 +316,7 @@ def test_log_line_carries_the_id_of_the_sentry_event(
     with TRACER.start_as_current_span("req") as span:
         logging.getLogger("app.pay").error("charge failed for card %s", "4111111111111111")
     sentry_sdk.flush(timeout=5)
-    deadline = time.monotonic() + 5
-    while not _events(sentry_events) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    events = _events(sentry_events)
+    events = poll_until(lambda: _events(sentry_events), 5, describe="the Sentry event")
     assert len(events) == 1, "pipeline loggers must not become Sentry events"
     header, event = events[0]
     pipeline_lines, app_line = out.lines()[:2], out.lines()[2]

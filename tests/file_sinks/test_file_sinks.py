@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 
-from telemetry.file_sinks.files import (
+from telemetry.file_sinks import (
     JsonLinesAppender,
     OTLPJsonFileSpanExporter,
     SentryFileTransport,

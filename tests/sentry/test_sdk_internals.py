@@ -1,0 +1,62 @@
+"""sentry-sdk's private attributes the Sentry side relies on (``sentry/sdk_internals.py``):
+fails loudly when a release renames or removes one."""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import subprocess
+import sys
+
+import sentry_sdk
+from sentry_sdk import scope as sentry_scope
+from sentry_sdk.transport import HttpTransport
+
+from telemetry.sentry import sdk_internals
+from telemetry.sentry.envelope import envelope_span_processor
+
+
+def test_isolation_scope_is_a_context_variable() -> None:
+    assert isinstance(sentry_scope._isolation_scope, contextvars.ContextVar)
+
+    def in_fresh_context() -> object:
+        forked = sentry_sdk.get_isolation_scope().fork()
+        sdk_internals.set_isolation_scope(forked)
+        return sentry_sdk.get_isolation_scope() is forked
+
+    assert contextvars.copy_context().run(in_fresh_context)
+
+
+def test_the_envelope_processor_hooks_exist() -> None:
+    from sentry_sdk.integrations.opentelemetry.span_processor import SentrySpanProcessor
+
+    for hook in ("_update_span_with_otel_data", "_update_transaction_with_otel_data"):
+        parameters = list(inspect.signature(getattr(SentrySpanProcessor, hook)).parameters)
+        assert parameters == ["self", "sentry_span", "otel_span"], hook
+    sdk_processor = SentrySpanProcessor()
+    ours = envelope_span_processor()
+    assert type(ours) is not SentrySpanProcessor, "the singleton must not hand out the base"
+    assert isinstance(ours, SentrySpanProcessor)
+    assert isinstance(ours.otel_span_map, dict) and ours is not sdk_processor
+
+
+def test_the_transport_hooks_exist() -> None:
+    for hook, expected in (
+        ("_handle_response", ["self", "response", "envelope"]),
+        ("_request", ["self", "method", "endpoint_type", "body", "headers"]),
+    ):
+        assert list(inspect.signature(getattr(HttpTransport, hook)).parameters) == expected
+    lost = inspect.signature(HttpTransport.record_lost_event).parameters
+    assert list(lost)[:4] == ["self", "reason", "data_category", "item"]
+    assert "quantity" in lost
+
+
+def test_import_telemetry_does_not_load_sentrys_span_processor() -> None:
+    probe = (
+        "import sys, telemetry; "
+        "print('sentry_sdk.integrations.opentelemetry.span_processor' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
