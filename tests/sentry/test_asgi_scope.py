@@ -11,7 +11,7 @@ import pytest
 import sentry_sdk
 from opentelemetry.sdk.trace import TracerProvider
 
-from telemetry.sentry.asgi import RequestContextMiddleware, fork_request_scope
+from telemetry.sentry.asgi import RequestContextMiddleware, RequestScopeMiddleware
 from telemetry.shared import Message, Receive, Scope, Send
 
 TRACER = TracerProvider().get_tracer("test")
@@ -44,15 +44,15 @@ async def send(message: Message) -> None:
 
 
 def serve(app: Callable[[Scope, Receive, Send], Any], scope: Scope) -> None:
-    """One request the way OTel's middleware runs it: its own task (and context), the
-    server span current, the request hook first."""
+    """One request the way the bridge runs it: the request-scope layer outermost, then
+    the server span current around the app, in the request's own task (and context)."""
 
-    async def request() -> None:
-        with TRACER.start_as_current_span("GET /items/{item_id}") as span:
-            fork_request_scope(span, scope)
+    async def in_span(scope: Scope, receive: Receive, send: Send) -> None:
+        with TRACER.start_as_current_span("GET /items/{item_id}"):
             await app(scope, receive, send)
 
-    asyncio.run(request())
+    outermost = RequestScopeMiddleware(in_span, is_excluded=lambda path: path == "/health")
+    asyncio.run(outermost(scope, receive, send))
 
 
 def test_an_unhandled_error_is_captured_in_the_server_span(sentry: Callable[..., Any]) -> None:
@@ -104,3 +104,16 @@ def test_each_request_has_its_own_user_and_tags(sentry: Callable[..., Any]) -> N
     assert events["hello bob"]["tags"]["tenant"] == "bob"
     assert "user" not in events["outside any request"]
     assert "tenant" not in events["outside any request"].get("tags", {})
+
+
+def test_an_error_in_an_excluded_route_sends_nothing(sentry: Callable[..., Any]) -> None:
+    captured = sentry()
+
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        sentry_sdk.capture_message("from a health check")
+        raise ValueError("health")
+
+    with pytest.raises(ValueError):
+        serve(RequestContextMiddleware(failing), http_scope("/health"))
+    sentry_sdk.flush(timeout=2)
+    assert captured.of("event") == []

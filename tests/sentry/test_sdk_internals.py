@@ -3,28 +3,13 @@ fails loudly when a release renames or removes one."""
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import subprocess
 import sys
 
-import sentry_sdk
-from sentry_sdk import scope as sentry_scope
 from sentry_sdk.transport import HttpTransport
 
-from telemetry.sentry import sdk_internals
 from telemetry.sentry.envelope import envelope_span_processor
-
-
-def test_isolation_scope_is_a_context_variable() -> None:
-    assert isinstance(sentry_scope._isolation_scope, contextvars.ContextVar)
-
-    def in_fresh_context() -> object:
-        forked = sentry_sdk.get_isolation_scope().fork()
-        sdk_internals.set_isolation_scope(forked)
-        return sentry_sdk.get_isolation_scope() is forked
-
-    assert contextvars.copy_context().run(in_fresh_context)
 
 
 def test_the_envelope_processor_hooks_exist() -> None:
