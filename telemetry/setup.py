@@ -33,7 +33,7 @@ from telemetry.dsn import parse_dsn
 from telemetry.logs import install_logging, log_lifecycle
 from telemetry.metrics import TelemetryMetrics, record_breadcrumbs, stop_breadcrumbs
 from telemetry.profile import Profile, resolve_profile
-from telemetry.scrubbing import ScrubbingPolicy
+from telemetry.scrubbing import RouteSecretsMiddleware, ScrubbingPolicy
 from telemetry.sentry import (
     EventScrubber,
     RequestContextMiddleware,
@@ -52,6 +52,7 @@ from telemetry.shared import NullCounters, OTLPHttpTarget
 from telemetry.tracing import (
     BoundedBatchSpanProcessor,
     DynamicSamplingContext,
+    ExceptionTextGuard,
     FanOutExporter,
     Instrumented,
     RouteAwareSampler,
@@ -60,6 +61,7 @@ from telemetry.tracing import (
     SpanAttributeSetter,
     TelemetryPropagator,
     build_tracer_provider,
+    harden_exception_recording,
     instrument_fastapi,
     instrument_libraries,
     jaeger_exporter,
@@ -139,9 +141,12 @@ class TelemetryHandle:
             return
         excluded = RoutePatterns(self.settings.excluded_routes)
         instrument_fastapi(app, self.tracer_provider, excluded_urls=excluded.as_url_regexes())
-        if self.sentry_enabled:
-            from starlette.middleware import Middleware
+        from starlette.middleware import Middleware
 
+        # Innermost: an exception whose __str__ raises is made describable before any
+        # layer (OTel's exception handler, Sentry, logging) formats it.
+        app.user_middleware.append(Middleware(ExceptionTextGuard))
+        if self.sentry_enabled:
             # Innermost, in the route's own task: an error is captured with what the route
             # set (breadcrumbs, tags), as a task spawned by a middleware (BaseHTTPMiddleware)
             # works on a fork of the request's scope. Outermost of the app's middleware:
@@ -158,6 +163,9 @@ class TelemetryHandle:
             )
         if self.metrics is not None:
             self.metrics.install(app)
+        # Outermost of all: the scrubbers read the request's sensitive route parameters
+        # (``/reset-password/{token}``) from it, uvicorn's access line included.
+        _wrap_outermost(app, RouteSecretsMiddleware)
         _chain_lifespan(app, self)
         self.apps.append(app)
 
@@ -272,6 +280,9 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         traces_sampler=settings.traces_sampler,
         mark_critical=profile.collector,
     )
+    # Before any span records an exception: a hostile __str__ must not replace the app's
+    # exception, nor a huge message be copied into every span it escapes.
+    harden_exception_recording()
     provider = build_tracer_provider(settings, sampler, processors)
     if not _global_provider_is_set():
         trace.set_tracer_provider(provider)
