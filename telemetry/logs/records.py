@@ -21,6 +21,7 @@ from opentelemetry import trace
 from sentry_sdk.integrations import logging as sentry_logging
 
 from telemetry.scrubbing import ScrubbingPolicy
+from telemetry.shared import EXCEPTION_TRACE_ATTRIBUTE, REPORTED_EVENT_ATTRIBUTE
 
 __all__ = [
     "OWN_ATTRS",
@@ -145,6 +146,13 @@ def _assign_sentry_event_id(record: logging.LogRecord) -> None:
     # and adopt_record_event_id makes the Sentry event use it.
     if record.levelno < logging.WARNING:
         return
+    exc = record.exc_info[1] if isinstance(record.exc_info, tuple) else None
+    reported = getattr(exc, REPORTED_EVENT_ATTRIBUTE, None)
+    if isinstance(reported, str) and len(reported) == 32:
+        # The error was already sent (captured inside the request): this line names that
+        # event; the one sentry-sdk would make of this record is a duplicate, dropped.
+        record.sentry_event_id = reported
+        return
     level = _sentry_event_level()
     if level is None or record.levelno < level:
         return
@@ -182,7 +190,14 @@ def add_trace_context(record: logging.LogRecord) -> None:
     """The cheap part of the enrichment, done where the record is created (in the caller's
     context, where its span is current): ids only, no formatting, no scanning."""
     if not hasattr(record, "trace_id"):
-        record.trace_id, record.span_id, record.trace_sampled = _current_ids()
+        ids = _current_ids()
+        if not ids[0] and isinstance(record.exc_info, tuple):
+            # Written after the request's span ended (uvicorn's "Exception in ASGI
+            # application"): the exception remembers the span it escaped.
+            remembered = getattr(record.exc_info[1], EXCEPTION_TRACE_ATTRIBUTE, None)
+            if isinstance(remembered, tuple) and len(remembered) == 3:
+                ids = remembered
+        record.trace_id, record.span_id, record.trace_sampled = ids
 
 
 class RecordFactory:

@@ -24,9 +24,11 @@ from telemetry.profile import Profile
 from telemetry.sentry.events import (
     IGNORED_EXCEPTIONS,
     EventHook,
+    mark_suppressed,
     otel_trace_context,
     remember_failing_spans,
 )
+from telemetry.sentry.sdk_internals import mark_dedupe_drops
 from telemetry.settings import SentryTracesMode, TelemetrySettings, parse_dsn
 from telemetry.shared import PIPELINE_LOGGERS, OTLPHttpTarget
 
@@ -124,6 +126,7 @@ def init_sentry(
         # Without it, errors of unsampled requests would get a random trace id.
         register_external_propagation_context(otel_trace_context)
     remember_failing_spans()
+    mark_dedupe_drops(mark_suppressed)
     if options:
         from sentry_sdk.profiler import start_profiler
 

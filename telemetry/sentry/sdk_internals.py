@@ -17,6 +17,7 @@ from sentry_sdk.transport import HttpTransport, Transport
 __all__ = [
     "counting_transport_class",
     "envelope_processor_class",
+    "mark_dedupe_drops",
     "recording_transport_class",
 ]
 
@@ -67,10 +68,12 @@ def counting_transport_class(
     on_sent: Callable[[str, int], None],
     on_lost: Callable[[str, str, int], None],
     base: type[Transport] = HttpTransport,
+    deliberate: Callable[[], bool] = lambda: False,
 ) -> type[Transport]:
     """A transport class reporting each envelope item the server accepted
     (``on_sent(kind, count)``) and each one sentry-sdk gave up on
-    (``on_lost(kind, reason, count)``)."""
+    (``on_lost(kind, reason, count)``). A drop by a processor or ``before_send`` that
+    ``deliberate()`` says was a filter (a duplicate, an excluded route) is no loss."""
 
     class CountingTransport(base):  # type: ignore[valid-type,misc]
         def _handle_response(self, response: Any, envelope: Any) -> None:
@@ -88,10 +91,36 @@ def counting_transport_class(
             quantity: int = 1,
         ) -> None:
             kind = (item.data_category if item is not None else data_category) or "unknown"
-            on_lost(str(kind), reason, quantity)
+            if not (reason in ("event_processor", "before_send") and deliberate()):
+                on_lost(str(kind), reason, quantity)
             super().record_lost_event(reason, data_category, item, quantity=quantity)
 
     return CountingTransport
+
+
+def mark_dedupe_drops(mark: Callable[[], None]) -> None:
+    """Make sentry-sdk's DedupeIntegration say when it drops a duplicate (``mark()``), so
+    the drop is not counted as a lost event. Its processor is private: found by name among
+    the global event processors and wrapped once; absent in another version, nothing
+    changes (a duplicate is then counted, as before)."""
+    from sentry_sdk import scope as sentry_scope
+
+    processors = getattr(sentry_scope, "global_event_processors", None)
+    if not isinstance(processors, list):
+        return
+    for index, processor in enumerate(processors):
+        name = getattr(processor, "__qualname__", "")
+        if not name.startswith("DedupeIntegration.") or getattr(processor, "_telemetry", False):
+            continue
+
+        def marking(event: Any, hint: Any, _inner: Any = processor) -> Any:
+            result = _inner(event, hint)
+            if result is None and event is not None:
+                mark()
+            return result
+
+        marking._telemetry = True  # type: ignore[attr-defined]
+        processors[index] = marking
 
 
 def recording_transport_class(timeout_s: float) -> type[Transport]:

@@ -23,6 +23,8 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import Status, StatusCode
 
+from telemetry.shared import EXCEPTION_TRACE_ATTRIBUTE
+
 __all__ = [
     "MAX_MESSAGE",
     "MAX_STACKTRACE",
@@ -186,4 +188,14 @@ class ExceptionTextGuard:
             await self.app(scope, receive, send)
         except Exception as exc:
             defuse_unprintable(exc)
+            remember_trace(exc)
             raise
+
+
+def remember_trace(exc: BaseException) -> None:
+    """Tag ``exc`` with the current span's ids, for log lines written after it ended."""
+    ctx = trace_api.get_current_span().get_span_context()
+    if ctx.is_valid and getattr(exc, EXCEPTION_TRACE_ATTRIBUTE, None) is None:
+        ids = (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), ctx.trace_flags.sampled)
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(exc, EXCEPTION_TRACE_ATTRIBUTE, ids)
