@@ -118,6 +118,9 @@ def init_sentry(
         max_request_body_size="never",
         include_local_variables=True,
         shutdown_timeout=settings.shutdown_timeout_seconds,
+        # The OTel sampler is the only one: sentry-sdk's backpressure monitor would
+        # down-sample transactions (and so traces) whenever its queue fills.
+        enable_backpressure_handling=False,
         **options,
     )
     if mode is SentryTracesMode.ENVELOPE:

@@ -8,11 +8,13 @@ silently (requests sharing a scope, spans missing from transactions, events unco
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 from sentry_sdk.transport import HttpTransport, Transport
+from sentry_sdk.utils import capture_internal_exceptions
 
 __all__ = [
     "counting_transport_class",
@@ -76,6 +78,51 @@ def counting_transport_class(
     ``deliberate()`` says was a filter (a duplicate, an excluded route) is no loss."""
 
     class CountingTransport(base):  # type: ignore[valid-type,misc]
+        # Transactions (and profile chunks) get a queue of their own: at load they would
+        # fill sentry-sdk's one queue and error events would be dropped behind them
+        # ("queue_overflow"). Errors, sessions and client reports keep the SDK's queue.
+        _BULK_TYPES = frozenset({"transaction", "profile", "profile_chunk", "span"})
+
+        def __init__(self, options: Any = None) -> None:
+            super().__init__(options)
+            if hasattr(self, "_worker") and options is not None:
+                from sentry_sdk.worker import BackgroundWorker
+
+                self._bulk_worker: Any = BackgroundWorker(
+                    queue_size=options.get("transport_queue_size") or 100
+                )
+            else:
+                self._bulk_worker = None
+
+        def capture_envelope(self, envelope: Any) -> None:
+            bulk = self._bulk_worker
+            if bulk is None or not any(i.type in self._BULK_TYPES for i in envelope.items):
+                super().capture_envelope(envelope)
+                return
+
+            def send() -> None:
+                with capture_internal_exceptions():
+                    self._send_envelope(envelope)
+
+            if not bulk.submit(send):
+                self.on_dropped_event("full_queue")
+                for item in envelope.items:
+                    self.record_lost_event("queue_overflow", item=item)
+
+        def flush(self, timeout: float, callback: Any = None) -> None:
+            # One deadline for both queues: errors first, then what time is left.
+            deadline = time.monotonic() + timeout
+            super().flush(timeout, callback)
+            if self._bulk_worker is not None:
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._bulk_worker.flush(left, callback)
+
+        def kill(self) -> Any:
+            if self._bulk_worker is not None:
+                self._bulk_worker.kill()
+            return super().kill()
+
         def _handle_response(self, response: Any, envelope: Any) -> None:
             if envelope is not None and 200 <= response.status < 300:
                 for item in envelope.items:
