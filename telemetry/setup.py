@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -116,18 +117,26 @@ class TelemetryHandle:
             if _active is self:
                 _active = None
         timeout = self.settings.shutdown_timeout_seconds if timeout_s is None else timeout_s
+        # One deadline for the whole shutdown: each step gets what the previous ones left,
+        # so black-holed sinks cost ``timeout`` in total, not ``timeout`` per step.
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         # Spans first: in envelope mode the Sentry arm hands transactions to sentry-sdk.
-        shutdown_within(self.tracer_provider.shutdown, timeout, "spans")
+        shutdown_within(self.tracer_provider.shutdown, left(), "spans")
         if self.sentry_enabled:
             client = sentry_sdk.get_client()
+            sentry_timeout = left()
 
             def close_sentry() -> None:
                 from sentry_sdk.profiler import stop_profiler
 
                 stop_profiler()  # sends the profile chunk still in its buffer
-                client.close(timeout=timeout)
+                client.close(timeout=sentry_timeout)
 
-            shutdown_within(close_sentry, timeout, "sentry")
+            shutdown_within(close_sentry, sentry_timeout, "sentry")
         self.instrumented.uninstrument()
         api.bind_tracer(None)
         # Logged before the undo steps take the log handler away.

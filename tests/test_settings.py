@@ -130,3 +130,20 @@ def test_parse_dsn() -> None:
         "https://sentry.example.com:8443/prefix/api/7/integration/otlp/v1/traces"
     )
     assert "abc" not in dsn.redacted
+
+
+def test_dsn_trailing_slash_accepted_as_sentry_sdk_would_take_it() -> None:
+    from sentry_sdk.utils import Dsn
+
+    settings = load_settings(sentry_dsn="https://key@sentry.example/1/")
+    assert settings.sentry_dsn is not None
+    value = settings.sentry_dsn.get_secret_value()
+    assert value == "https://key@sentry.example/1"
+    assert Dsn(value).project_id == "1"  # sentry-sdk takes what the settings keep
+
+
+def test_dsn_sentry_sdk_rejects_is_a_named_error() -> None:
+    with pytest.raises(ValueError, match="project id"):
+        parse_dsn("https://key@sentry.example/abc/")
+    with pytest.raises((ValueError, TelemetryConfigError)):
+        load_settings(sentry_dsn="https://key@sentry.example/abc/")
