@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sentry_sdk.utils import Auth
+from sentry_sdk.utils import Auth, BadDsn, Dsn
 
-__all__ = ["ParsedDsn", "parse_dsn"]
+__all__ = ["ParsedDsn", "normalise_dsn", "parse_dsn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +44,23 @@ class ParsedDsn:
         return f"{self.base_url}/api/{self.project_id}/integration/otlp/v1/traces"
 
 
+def normalise_dsn(dsn: str) -> str:
+    """The DSN as sentry-sdk takes it: surrounding blanks and a trailing ``/`` after the
+    project id removed (``https://key@host/1/`` is what some UIs copy; sentry-sdk's own
+    parser rejects it with a bare ``BadDsn``)."""
+    text = dsn.strip()
+    parts = urlsplit(text)
+    if parts.path.endswith("/") and parts.path.strip("/"):
+        text = parts._replace(path=parts.path.rstrip("/")).geturl()
+    return text
+
+
 def parse_dsn(dsn: str) -> ParsedDsn:
-    """Parse a Sentry DSN; ValueError with the reason when it is malformed."""
-    parts = urlsplit(dsn.strip())
+    """Parse a Sentry DSN as sentry-sdk will (after :func:`normalise_dsn`); ValueError with
+    the reason when it is malformed, so ``telemetry doctor`` and start-up agree with the
+    SDK instead of the service stopping later on sentry-sdk's ``BadDsn``."""
+    dsn = normalise_dsn(dsn)
+    parts = urlsplit(dsn)
     if parts.scheme not in ("http", "https"):
         raise ValueError("must start with https:// or http://")
     if not parts.username:
@@ -58,4 +72,8 @@ def parse_dsn(dsn: str) -> ParsedDsn:
     if not project_id.isdigit():
         raise ValueError("must end with a numeric project id")
     host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    try:
+        Dsn(dsn)
+    except BadDsn as exc:
+        raise ValueError(f"is not accepted by sentry-sdk: {exc}") from None
     return ParsedDsn(parts.scheme, parts.username, host, prefix, project_id)

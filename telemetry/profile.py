@@ -8,6 +8,7 @@ disagreed between the handle and sentry-sdk).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,6 +68,11 @@ def resolve_profile(settings: TelemetrySettings) -> Profile:
         export = has_span_sink
         default_traces = 1.0 if env is Environment.STAGING else 0.1
         default_profiles = default_traces
+        if env is Environment.STAGING and sys.version_info < (3, 12):
+            # Opt-in on 3.11 (TELEMETRY_PROFILES_SAMPLE_RATE): sampling profilers race
+            # with frame teardown on 3.11; one SIGSEGV under load was seen with
+            # sentry-sdk's continuous profiler at 100% (issue 16), not reproduced since.
+            default_profiles = 0.0
     collector = settings.export_mode == "collector"
     if collector:
         # The Collector tail-samples: the service sends everything (or a floor rate

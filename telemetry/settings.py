@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from telemetry.dsn import ParsedDsn, parse_dsn
+from telemetry.dsn import ParsedDsn, normalise_dsn, parse_dsn
 
 __all__ = [
     "Environment",
@@ -260,6 +260,9 @@ class TelemetrySettings(BaseSettings):
     def _dsn_parses(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             parse_dsn(value.get_secret_value())
+            # What sentry-sdk, the doctor and every other reader get: a trailing slash
+            # after the project id is accepted here rather than failing in sentry-sdk.
+            return SecretStr(normalise_dsn(value.get_secret_value()))
         return value
 
     @field_validator("otlp_endpoint", "otlp_traces_endpoint", mode="before")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from telemetry.genai import setup_genai
 from telemetry.logs import install_logging, log_lifecycle
 from telemetry.metrics import TelemetryMetrics, record_breadcrumbs, stop_breadcrumbs
 from telemetry.profile import Profile, resolve_profile
-from telemetry.scrubbing import ScrubbingPolicy
+from telemetry.scrubbing import RouteSecretsMiddleware, ScrubbingPolicy
 from telemetry.sentry import (
     EventScrubber,
     RequestContextMiddleware,
@@ -53,6 +54,7 @@ from telemetry.shared import NullCounters, OTLPHttpTarget
 from telemetry.tracing import (
     BoundedBatchSpanProcessor,
     DynamicSamplingContext,
+    ExceptionTextGuard,
     FanOutExporter,
     Instrumented,
     RouteAwareSampler,
@@ -61,6 +63,7 @@ from telemetry.tracing import (
     SpanAttributeSetter,
     TelemetryPropagator,
     build_tracer_provider,
+    harden_exception_recording,
     instrument_fastapi,
     instrument_libraries,
     jaeger_exporter,
@@ -115,18 +118,26 @@ class TelemetryHandle:
             if _active is self:
                 _active = None
         timeout = self.settings.shutdown_timeout_seconds if timeout_s is None else timeout_s
+        # One deadline for the whole shutdown: each step gets what the previous ones left,
+        # so black-holed sinks cost ``timeout`` in total, not ``timeout`` per step.
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         # Spans first: in envelope mode the Sentry arm hands transactions to sentry-sdk.
-        shutdown_within(self.tracer_provider.shutdown, timeout, "spans")
+        shutdown_within(self.tracer_provider.shutdown, left(), "spans")
         if self.sentry_enabled:
             client = sentry_sdk.get_client()
+            sentry_timeout = left()
 
             def close_sentry() -> None:
                 from sentry_sdk.profiler import stop_profiler
 
                 stop_profiler()  # sends the profile chunk still in its buffer
-                client.close(timeout=timeout)
+                client.close(timeout=sentry_timeout)
 
-            shutdown_within(close_sentry, timeout, "sentry")
+            shutdown_within(close_sentry, sentry_timeout, "sentry")
         self.instrumented.uninstrument()
         api.bind_tracer(None)
         # Logged before the undo steps take the log handler away.
@@ -140,9 +151,12 @@ class TelemetryHandle:
             return
         excluded = RoutePatterns(self.settings.excluded_routes)
         instrument_fastapi(app, self.tracer_provider, excluded_urls=excluded.as_url_regexes())
-        if self.sentry_enabled:
-            from starlette.middleware import Middleware
+        from starlette.middleware import Middleware
 
+        # Innermost: an exception whose __str__ raises is made describable before any
+        # layer (OTel's exception handler, Sentry, logging) formats it.
+        app.user_middleware.append(Middleware(ExceptionTextGuard))
+        if self.sentry_enabled:
             # Innermost, in the route's own task: an error is captured with what the route
             # set (breadcrumbs, tags), as a task spawned by a middleware (BaseHTTPMiddleware)
             # works on a fork of the request's scope. Outermost of the app's middleware:
@@ -159,6 +173,9 @@ class TelemetryHandle:
             )
         if self.metrics is not None:
             self.metrics.install(app)
+        # Outermost of all: the scrubbers read the request's sensitive route parameters
+        # (``/reset-password/{token}``) from it, uvicorn's access line included.
+        _wrap_outermost(app, RouteSecretsMiddleware)
         _chain_lifespan(app, self)
         self.apps.append(app)
 
@@ -273,6 +290,9 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         traces_sampler=settings.traces_sampler,
         mark_critical=profile.collector,
     )
+    # Before any span records an exception: a hostile __str__ must not replace the app's
+    # exception, nor a huge message be copied into every span it escapes.
+    harden_exception_recording()
     provider = build_tracer_provider(settings, sampler, processors)
     if not _global_provider_is_set():
         trace.set_tracer_provider(provider)

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "EXCEPTION_TRACE_ATTRIBUTE",
     "KEEP_ATTRIBUTE",
     "PIPELINE_LOGGERS",
-    "REPORTED_EXCEPTION_ATTRIBUTE",
+    "REPORTED_EVENT_ATTRIBUTE",
     "TRANSACTION_ATTRIBUTE",
     "ASGIApp",
     "Message",
@@ -27,11 +28,15 @@ __all__ = [
 
 #: Marks a trace a downstream tail sampler must keep (critical routes, reported errors).
 KEEP_ATTRIBUTE = "telemetry.keep"
-#: Set on an exception once an event for it has left the process (the request's capture,
-#: a GenAI span's capture, the asyncio integration): later captures of it are duplicates.
-REPORTED_EXCEPTION_ATTRIBUTE = "__telemetry_reported__"
 #: Marks a span the facade's ``start_transaction`` made: a Sentry transaction root.
 TRANSACTION_ATTRIBUTE = "telemetry.transaction"
+
+#: Set on an exception once an error event for it has left the process: the event's id.
+#: Later captures of it are duplicates; a log line about it names that event.
+REPORTED_EVENT_ATTRIBUTE = "__telemetry_reported__"
+#: Set on an exception by the innermost request layer: ``(trace_id, span_id)`` of the
+#: request's span, for log lines written after the span ended (uvicorn's 500 line).
+EXCEPTION_TRACE_ATTRIBUTE = "__telemetry_trace__"
 
 #: Loggers of the telemetry pipeline itself (fnmatch patterns): their failures must never
 #: become Sentry events (an exporter failing against Sentry would otherwise report itself

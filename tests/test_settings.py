@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,12 @@ def test_development_traces_everything_once_an_endpoint_is_set(
 
 @pytest.mark.parametrize(
     ("environment", "traces", "profiles"),
-    [("staging", 1.0, 1.0), ("production", 0.1, 0.1), ("PRODUCTION", 0.1, 0.1)],
+    [
+        # On 3.11 the staging profiler is opt-in (a sampling-profiler frame race).
+        ("staging", 1.0, 1.0 if sys.version_info >= (3, 12) else 0.0),
+        ("production", 0.1, 0.1),
+        ("PRODUCTION", 0.1, 0.1),
+    ],
 )
 def test_profiles(
     monkeypatch: pytest.MonkeyPatch, environment: str, traces: float, profiles: float
@@ -64,6 +70,13 @@ def test_profiles(
     profile = resolve_profile(load_settings())
     assert profile.sentry_enabled
     assert (profile.traces_sample_rate, profile.profiles_sample_rate) == (traces, profiles)
+
+
+def test_staging_profiler_opt_in_on_python_311(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "staging")
+    monkeypatch.setenv("SENTRY_DSN", DSN)
+    monkeypatch.setenv("TELEMETRY_PROFILES_SAMPLE_RATE", "1.0")
+    assert resolve_profile(load_settings()).profiles_sample_rate == 1.0
 
 
 def test_rate_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,3 +143,20 @@ def test_parse_dsn() -> None:
         "https://sentry.example.com:8443/prefix/api/7/integration/otlp/v1/traces"
     )
     assert "abc" not in dsn.redacted
+
+
+def test_dsn_trailing_slash_accepted_as_sentry_sdk_would_take_it() -> None:
+    from sentry_sdk.utils import Dsn
+
+    settings = load_settings(sentry_dsn="https://key@sentry.example/1/")
+    assert settings.sentry_dsn is not None
+    value = settings.sentry_dsn.get_secret_value()
+    assert value == "https://key@sentry.example/1"
+    assert Dsn(value).project_id == "1"  # sentry-sdk takes what the settings keep
+
+
+def test_dsn_sentry_sdk_rejects_is_a_named_error() -> None:
+    with pytest.raises(ValueError, match="project id"):
+        parse_dsn("https://key@sentry.example/abc/")
+    with pytest.raises((ValueError, TelemetryConfigError)):
+        load_settings(sentry_dsn="https://key@sentry.example/abc/")

@@ -106,3 +106,31 @@ def test_metrics_off_serves_no_metrics_and_still_traces(tmp_path: Path) -> None:
         assert "GET /api/v1/ping" in (tmp_path / "spans.otlp.jsonl").read_text()
     finally:
         handle.shutdown()
+
+
+def test_shutdown_has_one_deadline_for_all_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Black-holed sinks: each step is given what the earlier ones left of one timeout."""
+    import threading
+
+    import telemetry.setup as setup_module
+
+    given: list[tuple[str, float]] = []
+    real = setup_module.shutdown_within
+
+    def black_holed(action: object, timeout_s: float, what: str) -> bool:
+        given.append((what, timeout_s))
+        threading.Event().wait(timeout_s)  # the step hangs for as long as it is allowed
+        return False
+
+    settings = TelemetrySettings(environment="staging", file_sink_dir=tmp_path)
+    handle = setup_telemetry(None, settings)
+    monkeypatch.setattr(setup_module, "shutdown_within", black_holed)
+    try:
+        handle.shutdown(timeout_s=0.4)
+    finally:
+        monkeypatch.setattr(setup_module, "shutdown_within", real)
+        handle.tracer_provider.shutdown()
+    assert given and given[0] == ("spans", pytest.approx(0.4, abs=0.05))
+    assert sum(timeout for _, timeout in given) <= 0.4 + 0.05, given

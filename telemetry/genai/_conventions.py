@@ -48,7 +48,7 @@ INVOKE_AGENT_DURATION: Final = "gen_ai.invoke_agent.duration"
 
 #: Set on an exception once the facade has sent it to Sentry from the GenAI span it escaped,
 #: so the request-level capture of the same exception (a 500) is not a second event.
-REPORTED_EXCEPTION_ATTRIBUTE: Final = shared.REPORTED_EXCEPTION_ATTRIBUTE
+REPORTED_EXCEPTION_ATTRIBUTE: Final = shared.REPORTED_EVENT_ATTRIBUTE
 
 
 def sentry_op(attributes: object) -> str | None:

@@ -158,11 +158,13 @@ def _fail(handle: _GenAISpan, exc: BaseException, context: dict[str, Any]) -> No
         for key, value in context.items():
             scope.set_tag(key, value)
         api.capture_exception(exc, **context)
-    # Marked after the capture: the bridge's before_send drops later captures of it (the
-    # request's 500 handler runs in another context, where sentry-sdk's dedupe cannot see
-    # this one). Exceptions with __slots__ cannot be marked and are reported again outside.
-    with contextlib.suppress(AttributeError, TypeError):
-        setattr(exc, gc.REPORTED_EXCEPTION_ATTRIBUTE, True)
+    # The bridge's before_send marks the exception with the sent event's id, and drops later
+    # captures of it (the request's 500 handler runs in another context, where sentry-sdk's
+    # dedupe cannot see this one). When the event was filtered, it is marked here all the
+    # same: one failure, one report. Exceptions with __slots__ cannot be marked.
+    if not getattr(exc, gc.REPORTED_EXCEPTION_ATTRIBUTE, False):
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(exc, gc.REPORTED_EXCEPTION_ATTRIBUTE, True)
 
 
 @contextmanager

@@ -9,8 +9,11 @@ whatever handlers exist. :class:`TraceContextFilter` does the same work (idempot
 records that bypass the factory (``logging.makeLogRecord``, records received over a socket).
 
 Each record gets ``trace_id`` / ``span_id`` (32 / 16 hex, ``""`` outside a valid span),
-``trace_sampled``, and, when it will become a Sentry event, ``sentry_event_id``. Its
-message, args, exception and stack text are scrubbed with the policy once, at creation.
+``trace_sampled``, and, when it will become a Sentry event, ``sentry_event_id``, at
+creation. Its message, args, exception and stack text are scrubbed once, lazily, when the
+first handler takes it (``logging.Handler.handle`` is wrapped), and bounded in size before
+any regex runs: a record no handler emits costs no formatting, and a 10 MB message costs
+what an 8 KiB one does.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sentry_sdk.scope import add_global_event_processor
 from telemetry.logs.records import (
     OWN_ATTRS,
     RecordFactory,
+    ScrubOnEmit,
     TraceContextFilter,
     adopt_record_event_id,
     enrich_record,
@@ -259,6 +263,9 @@ def install_logging(
 
         factory = RecordFactory(logging.getLogRecordFactory(), policy)
         logging.setLogRecordFactory(factory)
+        scrub_on_emit = ScrubOnEmit(policy)
+        scrub_on_emit.install()
+        undo.append(scrub_on_emit.uninstall)
 
         def restore_factory() -> None:
             factory.active = False  # if someone wrapped it since, it becomes a pass-through

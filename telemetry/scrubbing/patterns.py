@@ -26,18 +26,40 @@ def _words(*lines: str) -> frozenset[str]:
     return frozenset(word for line in lines for word in line.split())
 
 
-# Headers, client addresses (PII: send_default_pii is off), then body/local/query fields.
+# Headers, then body/local/query fields. Starts from sentry-sdk's DEFAULT_DENYLIST and
+# OpenTelemetry's URL/header sanitization lists, widened with names that are credentials by
+# any reading (signed URLs, webhook signatures, OAuth codes, one-time passwords).
 DEFAULT_NAMES = _words(
-    "authorization proxy-authorization cookie set-cookie x-api-key x-auth-token",
-    "x-csrf-token x-xsrf-token x-forwarded-for x-real-ip remote_addr",
-    "password passwd pwd passphrase api_key apikey api-key x_api_key secret client_secret",
-    "token access_token refresh_token id_token private_key auth credentials session",
-    "sessionid session_id csrf csrftoken xsrf cookies dsn jwt signature",
-    "card_number cardnumber credit_card cvv cvc",
+    "authorization proxy-authorization authentication cookie set-cookie x-api-key",
+    "x-auth-token x-csrf-token x-xsrf-token x-csrftoken xsrf-token _xsrf _csrf _csrf_token",
+    "password passwd pwd mysql_pwd passphrase api_key apikey api-key x_api_key secret",
+    "client_secret client_key token access_token refresh_token id_token id_token_hint",
+    "private_key auth credentials credential session sessionid session_id phpsessid",
+    "_session user_session aiohttp_session connect.sid symfony csrf csrftoken csrf_token xsrf",
+    "cookies dsn jwt signature sig code otp totp mfa_code signing_key hmac_key",
+    "recovery_codes recovery_code backup_codes card_number cardnumber credit_card cvv cvc",
 )
-# Any name containing one of these is sensitive (``db_password``, ``stripe_api_key``).
+# The end user's address (sentry-sdk's DEFAULT_PII_DENYLIST and the usual proxy headers):
+# sensitive unless the policy keeps client IPs (``send_default_pii``'s meaning).
+PII_NAMES = _words(
+    "x-forwarded-for x-real-ip forwarded x-client-ip x-cluster-client-ip cf-connecting-ip",
+    "true-client-ip fastly-client-ip x-original-forwarded-for remote_addr ip_address client_ip",
+)
+# Span attributes that hold the end user's address: dropped unless client IPs are kept.
+# On a server span the peer is the client; on a client span it is the called server.
+CLIENT_IP_ATTRIBUTES = frozenset({"client.address", "http.client_ip", "http.client.ip"})
+SERVER_PEER_ATTRIBUTES = frozenset(
+    {"net.peer.ip", "net.sock.peer.addr", "network.peer.address", "client.socket.address"}
+)
+# Names matched only as the whole name, never as the last part of a dotted attribute
+# (``error.code``, ``rpc.code`` are not credentials), and whose very short values
+# (``code: 500``) are status numbers, not secrets.
+WHOLE_ONLY = frozenset({"code", "sig"})
+# Any name containing one of these is sensitive (``db_password``, ``stripe_api_key``,
+# ``X-Hub-Signature-256``, ``X-Amz-Credential``, ``X-Access-Key``).
 DEFAULT_FRAGMENTS = _words(
-    "password passwd secret apikey privatekey accesstoken refreshtoken authtoken sessiontoken"
+    "password passwd secret apikey privatekey accesstoken refreshtoken authtoken sessiontoken",
+    "signature credential accesskey signingkey hmackey clientkey recoverycode idtoken",
 )
 # Any name ending with one of these is sensitive (``github_token``), but not
 # ``max_tokens`` / ``input_tokens``, which an LLM platform records everywhere.

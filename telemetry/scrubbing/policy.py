@@ -28,6 +28,7 @@ from typing import Any
 
 from telemetry.scrubbing.messages import fit_message_attribute
 from telemetry.scrubbing.patterns import (
+    CLIENT_IP_ATTRIBUTES,
     DEFAULT_FRAGMENTS,
     DEFAULT_MAX_LENGTH,
     DEFAULT_NAMES,
@@ -38,18 +39,34 @@ from telemetry.scrubbing.patterns import (
     LINE,
     LINE_VALUED,
     MAX_DEPTH,
+    PII_NAMES,
     PLACEHOLDER,
     PRESERVED_KEYS,
     SAFE_SCALARS,
     SCAN,
     SCAN_SLACK,
+    SERVER_PEER_ATTRIBUTES,
     SHAPE_LITERALS,
     SHAPE_RX,
     SHORT_TEXT,
     TAIL_KEYS,
     VALUE,
+    WHOLE_ONLY,
     normalise_name,
     shape_replacement,
+)
+from telemetry.scrubbing.request import (
+    current_route_secrets,
+    redact_text,
+    redact_values,
+    template_secrets,
+)
+from telemetry.scrubbing.shapes import (
+    SQL_KEYS,
+    scrub_db_error,
+    scrub_free_text,
+    scrub_sql,
+    scrub_url_paths,
 )
 
 __all__ = ["ScrubbingPolicy", "Wrapper"]
@@ -67,6 +84,8 @@ class ScrubbingPolicy:
     name; ``suffixes`` match its end; ``patterns`` are extra regexes whose every match
     is replaced. ``keep_user_email``: the Sentry ``user.email`` is scrubbed by default
     because ``send_default_pii`` is off; set it to send the address the app sets.
+    ``keep_client_ip``: the end user's IP (``client.address``, ``net.peer.ip`` of server
+    spans, ``X-Forwarded-For`` and friends, the ASGI ``client``) is dropped unless set.
     ``wrappers``: wrapper types whose inner value is scrubbed in place (see :data:`Wrapper`).
     """
 
@@ -76,6 +95,7 @@ class ScrubbingPolicy:
     patterns: tuple[str, ...] = ()
     max_length: int = DEFAULT_MAX_LENGTH
     keep_user_email: bool = False
+    keep_client_ip: bool = False
     wrappers: tuple[Wrapper, ...] = ()
     _cores: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
     _cores_rx: re.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
@@ -89,6 +109,8 @@ class ScrubbingPolicy:
             f: frozenset(normalise_name(n) for n in getattr(self, f) if n)
             for f in ("names", "fragments", "suffixes")
         }
+        pii = frozenset(normalise_name(n) for n in PII_NAMES)
+        norm["names"] = norm["names"] - pii if self.keep_client_ip else norm["names"] | pii
         extra = []
         for pattern in self.patterns:
             try:
@@ -123,6 +145,7 @@ class ScrubbingPolicy:
         replace_defaults: bool = False,
         max_length: int = DEFAULT_MAX_LENGTH,
         keep_user_email: bool = False,
+        keep_client_ip: bool = False,
     ) -> ScrubbingPolicy:
         """Build from plain lists (``TELEMETRY_SCRUB_FIELDS`` / ``_PATTERNS``).
 
@@ -138,9 +161,13 @@ class ScrubbingPolicy:
                 patterns=tuple(patterns),
                 max_length=max_length,
                 keep_user_email=keep_user_email,
+                keep_client_ip=keep_client_ip,
             )
         return dataclasses.replace(
-            cls.default(), max_length=max_length, keep_user_email=keep_user_email
+            cls.default(),
+            max_length=max_length,
+            keep_user_email=keep_user_email,
+            keep_client_ip=keep_client_ip,
         ).extend(names=fields, patterns=patterns)
 
     def extend(
@@ -162,7 +189,7 @@ class ScrubbingPolicy:
             last = norm.rsplit(".", 1)[-1]
             hit = (
                 norm in self.names
-                or last in self.names
+                or (last in self.names and last not in WHOLE_ONLY)
                 or any(f in norm for f in self.fragments)
                 or norm.endswith(tuple(self.suffixes))
                 # bind parameters are opt-in in OTel and may hold any user data
@@ -181,6 +208,13 @@ class ScrubbingPolicy:
         if too_long:
             work = text[-(limit + SCAN_SLACK) :] if tail else text[: limit + SCAN_SLACK]
         out = self._scan(work) if self._may_hold_secret(work) else work
+        # By shape, where no name is next to the value: database error text, words like
+        # "invalid token <x>", URL paths of bot/webhook APIs, and the current request's
+        # sensitive route parameters (``/reset-password/{token}``).
+        out = scrub_url_paths(scrub_free_text(scrub_db_error(out)))
+        route_secrets = current_route_secrets(self.is_sensitive_name)
+        if route_secrets:
+            out = redact_text(out, route_secrets)
         for pattern in self._extra:
             out = pattern.sub(FILTERED, out)
         if too_long:
@@ -233,7 +267,11 @@ class ScrubbingPolicy:
         if value is None:
             return start
         raw = value.group("uv") if value.group("uv") is not None else value.group("qv")
-        if not raw or PLACEHOLDER.fullmatch(raw):  # empty, or a SQL bind parameter
+        if (
+            not raw
+            or PLACEHOLDER.fullmatch(raw)  # empty, or a SQL bind parameter
+            or (len(raw) <= 4 and normalise_name(key.group("name")) in WHOLE_ONLY)
+        ):  # "status code: 500" is a status, not an OAuth code
             parts.append(value.group(0))
         elif value.group("uv") is not None:
             parts.append(FILTERED)
@@ -310,7 +348,9 @@ class ScrubbingPolicy:
                 new = value
             elif fitted := fit_message_attribute(name, value, self.max_length, self.scrub_value):
                 new = fitted  # span data of envelope mode: the same JSON as the OTLP attribute
-            elif self.is_sensitive_name(name):
+            elif self.is_sensitive_name(name) or (
+                not self.keep_client_ip and _is_client_address(name, value)
+            ):
                 new = self._filter(value)
             else:
                 new = self.scrub_value(value, depth + 1)
@@ -331,14 +371,52 @@ class ScrubbingPolicy:
 
     # -- span attributes ----------------------------------------------------------------
 
+    def client_ip_attributes(self, *, server_span: bool) -> frozenset[str]:
+        """Attributes holding the end user's address, to drop (none when IPs are kept).
+
+        On a server span the network peer is the client (or its proxy); on a client span
+        it is the server called, which is no personal data."""
+        if self.keep_client_ip:
+            return frozenset()
+        return (
+            CLIENT_IP_ATTRIBUTES | SERVER_PEER_ATTRIBUTES if server_span else CLIENT_IP_ATTRIBUTES
+        )
+
+    def route_secrets(self, attributes: Mapping[str, Any] | None) -> tuple[str, ...]:
+        """Values of sensitive route parameters, from a span's ``http.route`` and URLs."""
+        route = (attributes or {}).get("http.route")
+        if not isinstance(route, str) or "{" not in route:
+            return ()
+        urls = [
+            v
+            for k in ("url.path", "http.target", "url.full", "http.url")
+            if isinstance(v := (attributes or {}).get(k), str)
+        ]
+        return template_secrets(route, urls, self.is_sensitive_name)
+
+    def redact(self, value: Any, secrets: tuple[str, ...]) -> Any:
+        """``value`` with the given secret values replaced in every string."""
+        return redact_values(value, secrets)
+
     def scrub_attributes(
         self,
         attributes: Mapping[str, Any] | None,
+        *,
+        drop: frozenset[str] = frozenset(),
+        secrets: tuple[str, ...] = (),
     ) -> dict[str, Any] | None:
-        """Scrubbed copy of OTel attributes, or None when nothing needed to change."""
+        """Scrubbed copy of OTel attributes, or None when nothing needed to change.
+
+        ``drop``: attribute names removed (the client's address); ``secrets``: values
+        replaced wherever they occur (sensitive route parameters)."""
         changed: dict[str, Any] | None = None
         for key, value in (attributes or {}).items():
             if key in PRESERVED_KEYS:
+                continue
+            if key in drop:
+                if changed is None:
+                    changed = dict(attributes or {})
+                del changed[key]
                 continue
             new: Any
             # GenAI message JSON: scrubbed and shortened by whole messages, never cut mid-JSON.
@@ -346,16 +424,21 @@ class ScrubbingPolicy:
             if fitted is not None:
                 new = fitted
             elif isinstance(value, str):
-                new = (
-                    FILTERED
-                    if value and self.is_sensitive_name(key)
-                    else self.scrub_text(value, tail=key in TAIL_KEYS)
-                )
+                if value and self.is_sensitive_name(key):
+                    new = FILTERED
+                else:
+                    text = scrub_sql(value) if key in SQL_KEYS else value
+                    if secrets:
+                        text = redact_text(text, secrets)
+                    new = self.scrub_text(text, tail=key in TAIL_KEYS)
             elif isinstance(value, Sequence) and value and isinstance(value[0], str):
                 if self.is_sensitive_name(key):
                     new = tuple(FILTERED for _ in value)
                 else:
-                    scrubbed = [self.scrub_text(v) if isinstance(v, str) else v for v in value]
+                    scrubbed = [
+                        self.scrub_text(redact_text(v, secrets)) if isinstance(v, str) else v
+                        for v in value
+                    ]
                     new = value if scrubbed == list(value) else tuple(scrubbed)
             else:
                 continue  # numbers and booleans carry no secrets
@@ -366,7 +449,21 @@ class ScrubbingPolicy:
         return changed
 
 
+_IP = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f]*:[0-9a-f:.]+", re.IGNORECASE)
+
+
+def _is_client_address(name: str, value: Any) -> bool:
+    """An ASGI ``client`` / ``client_addr``: ``("203.0.113.7", 51234)`` or ``"ip:port"``."""
+    if name not in ("client", "client_addr", "peer", "remote"):
+        return False
+    host = value[0] if isinstance(value, (list, tuple)) and len(value) == 2 else value
+    if not isinstance(host, str):
+        return False
+    host = host.strip("'\"")  # serialized frame locals hold repr() of strings
+    address = host.rsplit(":", 1)[0] if "." in host else host  # the "ip:port" form
+    return _IP.fullmatch(address) is not None
+
+
 @lru_cache(maxsize=1)
 def _default_policy() -> ScrubbingPolicy:
     return ScrubbingPolicy()
-

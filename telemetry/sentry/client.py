@@ -27,9 +27,11 @@ from telemetry.profile import Profile
 from telemetry.sentry.events import (
     IGNORED_EXCEPTIONS,
     EventHook,
+    mark_suppressed,
     otel_trace_context,
     remember_failing_spans,
 )
+from telemetry.sentry.sdk_internals import mark_dedupe_drops
 from telemetry.settings import SentryTracesMode, TelemetrySettings, parse_dsn
 from telemetry.shared import PIPELINE_LOGGERS, OTLPHttpTarget
 
@@ -119,6 +121,9 @@ def init_sentry(
         max_request_body_size="never",
         include_local_variables=True,
         shutdown_timeout=settings.shutdown_timeout_seconds,
+        # The OTel sampler is the only one: sentry-sdk's backpressure monitor would
+        # down-sample transactions (and so traces) whenever its queue fills.
+        enable_backpressure_handling=False,
         **options,
     )
     if mode is SentryTracesMode.ENVELOPE:
@@ -128,6 +133,7 @@ def init_sentry(
         register_external_propagation_context(otel_trace_context)
     remember_failing_spans()
     _add_runtime_context()
+    mark_dedupe_drops(mark_suppressed)
     if options:
         from sentry_sdk.profiler import start_profiler
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry.sdk.trace import Span
@@ -13,13 +14,15 @@ from opentelemetry.trace import INVALID_SPAN_ID, format_span_id, format_trace_id
 from opentelemetry.trace import get_current_span as otel_current_span
 
 from telemetry.settings import BeforeSend
-from telemetry.shared import REPORTED_EXCEPTION_ATTRIBUTE
+from telemetry.shared import REPORTED_EVENT_ATTRIBUTE
 
 __all__ = [
     "IGNORED_EXCEPTIONS",
     "build_before_send",
+    "mark_suppressed",
     "otel_trace_context",
     "remember_failing_spans",
+    "take_suppressed",
     "was_reported",
 ]
 
@@ -53,10 +56,13 @@ def build_before_send(
             # Reported already: a failed task is captured by the asyncio integration and
             # then logged by asyncio's "Task exception was never retrieved", in another
             # context where sentry-sdk's own dedupe does not see the first capture.
+            # A filter, not a loss: the drop counter must not count it.
+            mark_suppressed()
             return None
         request = event.get("request") or {}
         url = request.get("url") if isinstance(request, dict) else None
         if isinstance(url, str) and is_excluded_path(_path_of(url)):
+            mark_suppressed()
             return None
         _attach_failing_span(event, exc_info)
         result: dict[str, Any] | None = event
@@ -66,7 +72,7 @@ def build_before_send(
                 return None
         if exc is not None:
             with contextlib.suppress(AttributeError, TypeError):
-                setattr(exc, REPORTED_EXCEPTION_ATTRIBUTE, True)
+                setattr(exc, REPORTED_EVENT_ATTRIBUTE, str(event.get("event_id") or True))
         return scrub(result, hint) if scrub is not None else result  # type: ignore[arg-type]
 
     return before_send
@@ -74,7 +80,25 @@ def build_before_send(
 
 def was_reported(exc: BaseException) -> bool:
     """Whether an event for this exception has already left the process."""
-    return bool(getattr(exc, REPORTED_EXCEPTION_ATTRIBUTE, False))
+    return bool(getattr(exc, REPORTED_EVENT_ATTRIBUTE, False))
+
+
+#: Set when an event is filtered on purpose (a duplicate, an excluded route), read by the
+#: transport's lost-event hook that sentry-sdk calls right after, in the same thread.
+_suppressed: ContextVar[bool] = ContextVar("telemetry_event_suppressed", default=False)
+
+
+def mark_suppressed() -> None:
+    """The event being processed is dropped on purpose: not a lost event."""
+    _suppressed.set(True)
+
+
+def take_suppressed() -> bool:
+    """Whether the drop being reported was deliberate (and forget it)."""
+    if _suppressed.get():
+        _suppressed.set(False)
+        return True
+    return False
 
 
 def _path_of(url: str) -> str:

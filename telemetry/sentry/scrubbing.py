@@ -17,7 +17,7 @@ from typing import Any
 
 from sentry_sdk.utils import AnnotatedValue
 
-from telemetry.scrubbing import FILTERED, ScrubbingPolicy, Wrapper
+from telemetry.scrubbing import FILTERED, SQL_KEYS, ScrubbingPolicy, Wrapper, scrub_sql
 
 __all__ = ["EventScrubber"]
 
@@ -50,6 +50,11 @@ class EventScrubber:
     def scrub_breadcrumb(self, crumb: Any, hint: Any = None) -> Any:
         """The scrubbed breadcrumb (``before_breadcrumb``), or None to drop it."""
         try:
+            if isinstance(crumb, dict) and crumb.get("category") == "query":
+                # A SQL statement keeps its shape and loses its literal values.
+                message = crumb.get("message")
+                if isinstance(message, str):
+                    crumb = {**crumb, "message": scrub_sql(message)}
             return self.policy.scrub_value(crumb)
         except Exception:  # a breadcrumb is not worth a leak: drop it
             _log.debug("scrubbing a breadcrumb failed; dropping it", exc_info=True)
@@ -68,6 +73,12 @@ def _scrub_event(policy: ScrubbingPolicy, event: Any) -> Any:
                 out[key] = _scrub_user(policy, value)
             elif key == "logentry" and isinstance(value, Mapping):
                 out[key] = _scrub_logentry(policy, value)
+            elif key in ("exception", "threads") and isinstance(value, Mapping):
+                out[key] = policy.scrub_value(_without_driver_locals(value))
+            elif key == "spans" and isinstance(value, list):
+                out[key] = policy.scrub_value([_span_sql(span) for span in value])
+            elif key == "contexts" and isinstance(value, Mapping):
+                out[key] = policy.scrub_value(_without_client_ip(policy, value))
             else:
                 out[key] = policy.scrub_value(value)
         return out
@@ -84,6 +95,78 @@ def _scrub_event(policy: ScrubbingPolicy, event: Any) -> Any:
             "transaction",
         )
         return {k: event[k] for k in keep if k in event} | {"message": FILTERED}
+
+
+#: Frames of database drivers and ORMs hold the statement's bind parameters in locals
+#: under generic names (``parameters``, ``params``, ``args``): user data whatever the
+#: column, so those frames keep their code lines but lose their locals.
+_DRIVER_MODULES = (
+    "sqlalchemy.",
+    "psycopg.",
+    "psycopg2.",
+    "psycopg_pool.",
+    "asyncpg.",
+    "pymysql.",
+    "MySQLdb.",
+    "aiomysql.",
+    "aiosqlite.",
+    "sqlite3.",
+    "redis.",
+)
+
+
+def _without_driver_locals(section: Mapping[str, Any]) -> Any:
+    values = section.get("values")
+    if not isinstance(values, list):
+        return section
+    changed = False
+    new_values = []
+    for value in values:
+        stacktrace = value.get("stacktrace") if isinstance(value, Mapping) else None
+        frames = stacktrace.get("frames") if isinstance(stacktrace, Mapping) else None
+        if isinstance(frames, list) and any(_is_driver_frame(f) for f in frames):
+            changed = True
+            clean = [
+                {k: v for k, v in f.items() if k != "vars"} if _is_driver_frame(f) else f
+                for f in frames
+            ]
+            value = {**value, "stacktrace": {**stacktrace, "frames": clean}}  # type: ignore[dict-item]
+        new_values.append(value)
+    return {**section, "values": new_values} if changed else section
+
+
+def _is_driver_frame(frame: Any) -> bool:
+    if not isinstance(frame, Mapping) or "vars" not in frame:
+        return False
+    module = frame.get("module")
+    return isinstance(module, str) and (module + ".").startswith(_DRIVER_MODULES)
+
+
+def _span_sql(span: Any) -> Any:
+    """A transaction's database span: its statement keeps its shape, not its literals."""
+    if not isinstance(span, dict) or not str(span.get("op", "")).startswith("db"):
+        return span
+    out = dict(span)
+    if isinstance(out.get("description"), str):
+        out["description"] = scrub_sql(out["description"])
+    data = out.get("data")
+    if isinstance(data, dict):
+        out["data"] = {
+            k: scrub_sql(v) if k in SQL_KEYS and isinstance(v, str) else v for k, v in data.items()
+        }
+    return out
+
+
+def _without_client_ip(policy: ScrubbingPolicy, contexts: Mapping[str, Any]) -> Any:
+    """The transaction's (server span's) OTel attributes without the end user's address."""
+    trace = contexts.get("trace")
+    data = trace.get("data") if isinstance(trace, Mapping) else None
+    drop = policy.client_ip_attributes(server_span=True)
+    if not isinstance(data, Mapping) or not drop.intersection(data):
+        return contexts
+    assert isinstance(trace, Mapping)
+    clean = {k: v for k, v in data.items() if k not in drop}
+    return {**contexts, "trace": {**trace, "data": clean}}
 
 
 def _scrub_user(policy: ScrubbingPolicy, user: Any) -> Any:

@@ -8,15 +8,18 @@ silently (requests sharing a scope, spans missing from transactions, events unco
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 from sentry_sdk.transport import HttpTransport, Transport
+from sentry_sdk.utils import capture_internal_exceptions
 
 __all__ = [
     "counting_transport_class",
     "envelope_processor_class",
+    "mark_dedupe_drops",
     "recording_transport_class",
 ]
 
@@ -74,12 +77,59 @@ def counting_transport_class(
     on_sent: Callable[[str, int], None],
     on_lost: Callable[[str, str, int], None],
     base: type[Transport] = HttpTransport,
+    deliberate: Callable[[], bool] = lambda: False,
 ) -> type[Transport]:
     """A transport class reporting each envelope item the server accepted
     (``on_sent(kind, count)``) and each one sentry-sdk gave up on
-    (``on_lost(kind, reason, count)``)."""
+    (``on_lost(kind, reason, count)``). A drop by a processor or ``before_send`` that
+    ``deliberate()`` says was a filter (a duplicate, an excluded route) is no loss."""
 
     class CountingTransport(base):  # type: ignore[valid-type,misc]
+        # Transactions (and profile chunks) get a queue of their own: at load they would
+        # fill sentry-sdk's one queue and error events would be dropped behind them
+        # ("queue_overflow"). Errors, sessions and client reports keep the SDK's queue.
+        _BULK_TYPES = frozenset({"transaction", "profile", "profile_chunk", "span"})
+
+        def __init__(self, options: Any = None) -> None:
+            super().__init__(options)
+            if hasattr(self, "_worker") and options is not None:
+                from sentry_sdk.worker import BackgroundWorker
+
+                self._bulk_worker: Any = BackgroundWorker(
+                    queue_size=options.get("transport_queue_size") or 100
+                )
+            else:
+                self._bulk_worker = None
+
+        def capture_envelope(self, envelope: Any) -> None:
+            bulk = self._bulk_worker
+            if bulk is None or not any(i.type in self._BULK_TYPES for i in envelope.items):
+                super().capture_envelope(envelope)
+                return
+
+            def send() -> None:
+                with capture_internal_exceptions():
+                    self._send_envelope(envelope)
+
+            if not bulk.submit(send):
+                self.on_dropped_event("full_queue")
+                for item in envelope.items:
+                    self.record_lost_event("queue_overflow", item=item)
+
+        def flush(self, timeout: float, callback: Any = None) -> None:
+            # One deadline for both queues: errors first, then what time is left.
+            deadline = time.monotonic() + timeout
+            super().flush(timeout, callback)
+            if self._bulk_worker is not None:
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._bulk_worker.flush(left, callback)
+
+        def kill(self) -> Any:
+            if self._bulk_worker is not None:
+                self._bulk_worker.kill()
+            return super().kill()
+
         def _handle_response(self, response: Any, envelope: Any) -> None:
             if envelope is not None and 200 <= response.status < 300:
                 for item in envelope.items:
@@ -95,10 +145,36 @@ def counting_transport_class(
             quantity: int = 1,
         ) -> None:
             kind = (item.data_category if item is not None else data_category) or "unknown"
-            on_lost(str(kind), reason, quantity)
+            if not (reason in ("event_processor", "before_send") and deliberate()):
+                on_lost(str(kind), reason, quantity)
             super().record_lost_event(reason, data_category, item, quantity=quantity)
 
     return CountingTransport
+
+
+def mark_dedupe_drops(mark: Callable[[], None]) -> None:
+    """Make sentry-sdk's DedupeIntegration say when it drops a duplicate (``mark()``), so
+    the drop is not counted as a lost event. Its processor is private: found by name among
+    the global event processors and wrapped once; absent in another version, nothing
+    changes (a duplicate is then counted, as before)."""
+    from sentry_sdk import scope as sentry_scope
+
+    processors = getattr(sentry_scope, "global_event_processors", None)
+    if not isinstance(processors, list):
+        return
+    for index, processor in enumerate(processors):
+        name = getattr(processor, "__qualname__", "")
+        if not name.startswith("DedupeIntegration.") or getattr(processor, "_telemetry", False):
+            continue
+
+        def marking(event: Any, hint: Any, _inner: Any = processor) -> Any:
+            result = _inner(event, hint)
+            if result is None and event is not None:
+                mark()
+            return result
+
+        marking._telemetry = True  # type: ignore[attr-defined]
+        processors[index] = marking
 
 
 def recording_transport_class(timeout_s: float) -> type[Transport]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sentry_sdk.transport import HttpTransport, Transport
 
+from telemetry.sentry.events import take_suppressed
 from telemetry.sentry.sdk_internals import counting_transport_class
 from telemetry.shared import SentryCounters
 
@@ -15,4 +16,6 @@ def counting_transport(
     counters: SentryCounters, base: type[Transport] = HttpTransport
 ) -> type[Transport]:
     """A transport class that reports sent and lost envelope items to ``counters``."""
-    return counting_transport_class(counters.sentry_event_sent, counters.sentry_event_dropped, base)
+    return counting_transport_class(
+        counters.sentry_event_sent, counters.sentry_event_dropped, base, deliberate=take_suppressed
+    )

@@ -1,6 +1,11 @@
 """The OpenTelemetry side: one sampler, one provider, one export pipeline fanned out to
 every span sink, the propagator and the library instrumentations."""
 
+from telemetry.tracing.exceptions import (
+    ExceptionTextGuard,
+    harden_exception_recording,
+    safe_exception_text,
+)
 from telemetry.tracing.fanout import FanOutExporter
 from telemetry.tracing.health import MonitoredSpanExporter, SinkHealth
 from telemetry.tracing.instrumentation import (
@@ -25,6 +30,7 @@ from telemetry.tracing.scrubbing import ScrubbingSpanExporter, scrub_span
 __all__ = [
     "BoundedBatchSpanProcessor",
     "DynamicSamplingContext",
+    "ExceptionTextGuard",
     "FanOutExporter",
     "Instrumented",
     "MissingExtraError",
@@ -37,9 +43,11 @@ __all__ = [
     "TelemetryPropagator",
     "build_resource",
     "build_tracer_provider",
+    "harden_exception_recording",
     "instrument_fastapi",
     "instrument_libraries",
     "jaeger_exporter",
+    "safe_exception_text",
     "scrub_span",
     "shutdown_within",
     "sink_processor",

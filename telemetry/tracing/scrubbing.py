@@ -13,7 +13,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import Link, Status
+from opentelemetry.trace import Link, SpanKind, Status
 
 from telemetry.scrubbing import ScrubbingPolicy
 
@@ -22,10 +22,15 @@ __all__ = ["ScrubbingSpanExporter", "scrub_span"]
 
 def scrub_span(policy: ScrubbingPolicy, span: ReadableSpan) -> ReadableSpan:
     """The span itself when clean; otherwise a scrubbed ``ReadableSpan`` copy."""
-    attrs = policy.scrub_attributes(span.attributes)
+    # The end user's address goes unless PII is allowed; a sensitive route parameter
+    # (``/reset-password/{token}``) is found through the route template and replaced in
+    # every attribute of the span, its events and its status.
+    drop = policy.client_ip_attributes(server_span=span.kind == SpanKind.SERVER)
+    secrets = policy.route_secrets(span.attributes)
+    attrs = policy.scrub_attributes(span.attributes, drop=drop, secrets=secrets)
     events = [
         ev
-        if (ev_attrs := policy.scrub_attributes(ev.attributes)) is None
+        if (ev_attrs := policy.scrub_attributes(ev.attributes, secrets=secrets)) is None
         else Event(ev.name, ev_attrs, ev.timestamp)
         for ev in span.events
     ]
@@ -35,10 +40,10 @@ def scrub_span(policy: ScrubbingPolicy, span: ReadableSpan) -> ReadableSpan:
         else Link(ln.context, ln_attrs)
         for ln in span.links
     ]
-    name = policy.scrub_text(span.name)
+    name = policy.scrub_text(policy.redact(span.name, secrets))
     status = span.status
     if status.description:
-        description = policy.scrub_text(status.description)
+        description = policy.scrub_text(policy.redact(status.description, secrets))
         if description is not status.description:
             status = Status(status.status_code, description)
     if (

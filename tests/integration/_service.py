@@ -95,6 +95,37 @@ def build_app(engine: sqlalchemy.Engine, redis_url: str, downstream_url: str | N
         assert credentials["nested"]["password"]
         raise ConnectionError(f"upstream refused api_key={api_key}")
 
+    @app.post("/api/v1/reset-password/{token}")
+    async def reset_password(token: str, request: Request) -> None:
+        """Secrets that no name gives away: a route parameter, SQL literals, a database
+        error's detail, free text after a sensitive word, a bot token in a URL path."""
+        body = await request.json()
+        signing_key, otp = body.get("signing_key"), body.get("otp")
+        log.warning("invalid token %s", body.get("session_token"))
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))  # the span the literal rides on
+            connection.execute(sqlalchemy.text(f"SELECT '{body.get('new_password')}'::text"))
+        async with httpx.AsyncClient() as client:
+            await client.get(f"{downstream_url}/bot123456789:{body.get('bot_token')}/sendMessage")
+        assert signing_key and otp and token
+        with engine.begin() as connection:
+            connection.execute(
+                sqlalchemy.text(
+                    "CREATE TABLE IF NOT EXISTS scrub_reset (reset_token text PRIMARY KEY)"
+                )
+            )
+            connection.execute(sqlalchemy.text("DELETE FROM scrub_reset"))
+            for _ in range(2):  # the second insert fails: DETAIL: Key (reset_token)=(...)
+                connection.execute(
+                    sqlalchemy.text("INSERT INTO scrub_reset (reset_token) VALUES (:t)"),
+                    {"t": body.get("reset_token")},
+                )
+
+    @app.get("/api/v1/hostile/{kind}")
+    def hostile(kind: str) -> None:
+        """Exceptions that break whoever describes them."""
+        raise hostile_exception(kind)
+
     @app.post("/api/v1/agents/execute")
     def execute() -> dict[str, str]:
         with engine.connect() as connection:
@@ -120,6 +151,30 @@ def build_app(engine: sqlalchemy.Engine, redis_url: str, downstream_url: str | N
         return {"status": "ok"}
 
     return app
+
+
+class UnprintableError(RuntimeError):
+    def __str__(self) -> str:
+        raise KeyError("__str__ is hostile")
+
+    def __repr__(self) -> str:
+        raise KeyError("__repr__ is hostile")
+
+
+HUGE_MESSAGE_BYTES = 10 * 1024 * 1024
+
+
+def hostile_exception(kind: str) -> Exception:
+    if kind == "unprintable":
+        return UnprintableError("x")
+    if kind == "cycle":
+        first, second = ValueError("first of a cycle"), ValueError("second of a cycle")
+        first.__cause__, second.__cause__ = second, first
+        first.__context__, second.__context__ = second, first
+        return first
+    if kind == "huge":
+        return ValueError("x" * HUGE_MESSAGE_BYTES)
+    return ValueError(f"plain {kind}")
 
 
 def build_downstream() -> FastAPI:

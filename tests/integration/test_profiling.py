@@ -14,7 +14,8 @@ def test_profile_chunks_are_linked_to_the_spans_of_a_trace(
     otlp_receiver: OTLPReceiver, sentry_receiver: SentryReceiver, postgres_url: str, redis_url: str
 ) -> None:
     settings = TelemetrySettings(
-        environment="staging",  # profiles at 100%
+        environment="staging",
+        profiles_sample_rate=1.0,  # opt-in on Python 3.11 (a default of 100% elsewhere)
         service_name="profiling-test",
         sentry_dsn=sentry_receiver.dsn,
         otlp_endpoint=otlp_receiver.url,
