@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "DISTRIBUTION",
     "KEEP_ATTRIBUTE",
     "PIPELINE_LOGGERS",
     "TRANSACTION_ATTRIBUTE",
@@ -24,6 +25,9 @@ __all__ = [
     "SentryCounters",
 ]
 
+#: The name the library is installed under (``pip install otel-sentry-bridge``); the import
+#: package is ``telemetry``, a name the package index gives to an unrelated project.
+DISTRIBUTION = "otel-sentry-bridge"
 #: Marks a trace a downstream tail sampler must keep (critical routes, reported errors).
 KEEP_ATTRIBUTE = "telemetry.keep"
 #: Marks a span the facade's ``start_transaction`` made: a Sentry transaction root.
