@@ -90,3 +90,7 @@ class OTLPHttpTarget:
     #: this message (one warning) instead of failing every batch.
     no_ingestion_statuses: frozenset[int] = frozenset()
     no_ingestion_message: str = ""
+    #: TLS: a CA bundle path (``OTEL_EXPORTER_OTLP_CERTIFICATE``) or True for the system's.
+    verify: str | bool = True
+    #: mTLS client certificate and key paths (``OTEL_EXPORTER_OTLP_CLIENT_*``).
+    client_cert: tuple[str, str] | None = None

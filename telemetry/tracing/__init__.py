@@ -9,7 +9,12 @@ from telemetry.tracing.instrumentation import (
     instrument_fastapi,
     instrument_libraries,
 )
-from telemetry.tracing.propagation import DynamicSamplingContext, TelemetryPropagator
+from telemetry.tracing.propagation import (
+    DynamicSamplingContext,
+    PropagationTargets,
+    TelemetryPropagator,
+    build_propagator,
+)
 from telemetry.tracing.provider import (
     BoundedBatchSpanProcessor,
     SpanAttributeSetter,
@@ -29,12 +34,14 @@ __all__ = [
     "Instrumented",
     "MissingExtraError",
     "MonitoredSpanExporter",
+    "PropagationTargets",
     "RouteAwareSampler",
     "RoutePatterns",
     "ScrubbingSpanExporter",
     "SinkHealth",
     "SpanAttributeSetter",
     "TelemetryPropagator",
+    "build_propagator",
     "build_resource",
     "build_tracer_provider",
     "instrument_fastapi",
