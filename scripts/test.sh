@@ -26,3 +26,9 @@ fi
 .venv/bin/ruff check .
 .venv/bin/mypy telemetry deploy/demo
 .venv/bin/pytest -q -p no:cacheprovider "$@"
+
+# The same unit tests at the lowest versions pyproject.toml allows, so its lower bounds
+# stay true (a full run only: arguments select tests of the main run).
+if (($# == 0)); then
+  LOWEST_TIMEOUT=600 bash scripts/test_lowest.sh
+fi

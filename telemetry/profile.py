@@ -32,6 +32,13 @@ class Profile:
     sentry_traces: SentryTracesMode
     #: Collector mode: the Collector tail-samples and fans spans out to Jaeger and Sentry.
     collector: bool
+    #: False with ``OTEL_SDK_DISABLED=true``: no span is recorded or sent anywhere.
+    tracing_enabled: bool = True
+    #: Whether a child follows its parent's decision (every sampler but the standard
+    #: non-parent-based ones named in ``OTEL_TRACES_SAMPLER``).
+    follow_parent: bool = True
+    #: Which setting chose ``traces_sample_rate`` (said in the start-up line).
+    traces_rate_source: str = "profile"
 
     @property
     def span_sink(self) -> Literal["collector", "jaeger"]:
@@ -79,10 +86,16 @@ def resolve_profile(settings: TelemetrySettings) -> Profile:
         # set by TELEMETRY_TRACES_SAMPLE_RATE) and the decision moves there.
         export = bool(settings.jaeger_traces_endpoint)
         default_traces = 1.0 if export else 0.0
-    traces = settings.traces_sample_rate
+    traces, source, follow_parent = _traces_rate(settings)
     profiles = settings.profiles_sample_rate
     sentry_traces = settings.sentry_traces
     if not sentry_enabled or settings.sentry_dsn is None or collector:
+        sentry_traces = SentryTracesMode.OFF
+    tracing = not settings.sdk_disabled
+    if not tracing:
+        # The OTel SDK turns itself off; the bridge then builds no span pipeline at all
+        # (and says so) instead of exporting nothing while claiming a rate.
+        export, traces, source = False, 0.0, "OTEL_SDK_DISABLED"
         sentry_traces = SentryTracesMode.OFF
     return Profile(
         environment=env,
@@ -95,4 +108,32 @@ def resolve_profile(settings: TelemetrySettings) -> Profile:
         export_traces=export,
         sentry_traces=sentry_traces,
         collector=collector,
+        tracing_enabled=tracing,
+        follow_parent=follow_parent,
+        traces_rate_source=source if traces is not None else "profile",
     )
+
+
+def _traces_rate(settings: TelemetrySettings) -> tuple[float | None, str, bool]:
+    """(rate or None for the profile's default, the setting that chose it, follow parent).
+
+    Precedence: ``TELEMETRY_TRACES_SAMPLE_RATE`` (or the argument) > ``OTEL_TRACES_SAMPLER``
+    (+ ``_ARG``) > ``SENTRY_TRACES_SAMPLE_RATE`` > the profile. Route rules (excluded and
+    critical routes, a ``traces_sampler`` hook) apply on top of whichever rate wins.
+    """
+    sampler = settings.otel_traces_sampler
+    follow_parent = sampler is None or sampler.startswith("parentbased_")
+    if settings.traces_sample_rate is not None:
+        return settings.traces_sample_rate, "TELEMETRY_TRACES_SAMPLE_RATE", follow_parent
+    if sampler is not None:
+        kind = sampler.removeprefix("parentbased_")
+        if kind == "always_on":
+            return 1.0, "OTEL_TRACES_SAMPLER", follow_parent
+        if kind == "always_off":
+            return 0.0, "OTEL_TRACES_SAMPLER", follow_parent
+        arg = (settings.otel_traces_sampler_arg or "").strip()
+        # The specification's default ratio when the argument is absent.
+        return (float(arg) if arg else 1.0), "OTEL_TRACES_SAMPLER", follow_parent
+    if settings.sentry_traces_sample_rate is not None:
+        return settings.sentry_traces_sample_rate, "SENTRY_TRACES_SAMPLE_RATE", True
+    return None, "profile", True

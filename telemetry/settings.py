@@ -7,6 +7,7 @@ Fields come from the environment (and a ``.env`` file) when not given in code.
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import (
     AliasChoices,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -36,6 +38,17 @@ __all__ = [
 ]
 
 DEFAULT_SERVICE_NAME = "agentic-platform"
+#: The OTel specification's samplers this library maps onto its own (OTEL_TRACES_SAMPLER).
+STANDARD_SAMPLERS = frozenset(
+    {
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    }
+)
 
 
 class Environment(StrEnum):
@@ -77,125 +90,159 @@ class TelemetrySettings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
-        populate_by_name=True,
+        # No populate_by_name: with it pydantic-settings also reads the bare field names
+        # from the environment (SPAN_QUEUE_SIZE, LOG_LEVEL), so an app's own variables
+        # would configure, or break, the library. Code passes field names through __init__.
         case_sensitive=False,
         arbitrary_types_allowed=True,
     )
 
-    environment: Environment = Field(
-        Environment.DEVELOPMENT, validation_alias=_env("ENVIRONMENT", "environment")
-    )
-    sentry_dsn: SecretStr | None = Field(None, validation_alias=_env("SENTRY_DSN", "sentry_dsn"))
-    service_name: str = Field(
-        DEFAULT_SERVICE_NAME, validation_alias=_env("OTEL_SERVICE_NAME", "service_name")
-    )
-    service_version: str | None = Field(
-        None, validation_alias=_env("SERVICE_VERSION", "service_version")
-    )
-    otlp_endpoint: str | None = Field(
-        None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_endpoint")
-    )
+    environment: Environment = Field(Environment.DEVELOPMENT, validation_alias=_env("ENVIRONMENT"))
+    sentry_dsn: SecretStr | None = Field(None, validation_alias=_env("SENTRY_DSN"))
+    service_name: str = Field(DEFAULT_SERVICE_NAME, validation_alias=_env("OTEL_SERVICE_NAME"))
+    service_version: str | None = Field(None, validation_alias=_env("SERVICE_VERSION"))
+    otlp_endpoint: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
     otlp_traces_endpoint: str | None = Field(
         None,
-        validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otlp_traces_endpoint"),
+        validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
     )
     otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
         "http/protobuf",
-        validation_alias=_env("OTEL_EXPORTER_OTLP_PROTOCOL", "otlp_protocol"),
+        validation_alias=_env("OTEL_EXPORTER_OTLP_PROTOCOL"),
     )
     otlp_headers: SecretStr | None = Field(
         None,
-        validation_alias=_env(
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS", "otlp_headers"
-        ),
+        validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
     )
     export_mode: Literal["direct", "collector"] = Field(
-        "direct", validation_alias=_env("TELEMETRY_EXPORT", "export_mode")
+        "direct", validation_alias=_env("TELEMETRY_EXPORT")
     )
     sentry_traces: SentryTracesMode = Field(
-        SentryTracesMode.OTLP, validation_alias=_env("TELEMETRY_SENTRY_TRACES", "sentry_traces")
+        SentryTracesMode.OTLP, validation_alias=_env("TELEMETRY_SENTRY_TRACES")
     )
     traces_sample_rate: float | None = Field(
         None,
         ge=0.0,
         le=1.0,
-        validation_alias=_env("TELEMETRY_TRACES_SAMPLE_RATE", "traces_sample_rate"),
+        validation_alias=_env("TELEMETRY_TRACES_SAMPLE_RATE"),
     )
     profiles_sample_rate: float | None = Field(
         None,
         ge=0.0,
         le=1.0,
-        validation_alias=_env("TELEMETRY_PROFILES_SAMPLE_RATE", "profiles_sample_rate"),
+        validation_alias=_env("TELEMETRY_PROFILES_SAMPLE_RATE"),
     )
     errors_sample_rate: float = Field(
         1.0,
         ge=0.0,
         le=1.0,
-        validation_alias=_env("TELEMETRY_ERRORS_SAMPLE_RATE", "errors_sample_rate"),
+        validation_alias=_env("TELEMETRY_ERRORS_SAMPLE_RATE"),
     )
     critical_routes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["/api/v1/agents/execute"],
-        validation_alias=_env("TELEMETRY_CRITICAL_ROUTES", "critical_routes"),
+        validation_alias=_env("TELEMETRY_CRITICAL_ROUTES"),
     )
     excluded_routes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["/health/*", "/metrics"],
-        validation_alias=_env("TELEMETRY_EXCLUDED_ROUTES", "excluded_routes"),
+        validation_alias=_env("TELEMETRY_EXCLUDED_ROUTES"),
     )
     asyncio_coroutines: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        validation_alias=_env("TELEMETRY_ASYNCIO_COROUTINES", "asyncio_coroutines"),
+        validation_alias=_env("TELEMETRY_ASYNCIO_COROUTINES"),
     )
-    metrics_enabled: bool = Field(
-        True, validation_alias=_env("TELEMETRY_METRICS", "metrics_enabled")
-    )
-    metrics_path: str = Field(
-        "/metrics", validation_alias=_env("TELEMETRY_METRICS_PATH", "metrics_path")
-    )
+    metrics_enabled: bool = Field(True, validation_alias=_env("TELEMETRY_METRICS"))
+    metrics_path: str = Field("/metrics", validation_alias=_env("TELEMETRY_METRICS_PATH"))
     apdex_threshold_seconds: float = Field(
         0.5,
         gt=0.0,
-        validation_alias=_env("TELEMETRY_APDEX_THRESHOLD_SECONDS", "apdex_threshold_seconds"),
+        validation_alias=_env("TELEMETRY_APDEX_THRESHOLD_SECONDS"),
     )
     log_format: Literal["auto", "json", "console"] = Field(
-        "auto", validation_alias=_env("TELEMETRY_LOG_FORMAT", "log_format")
+        "auto", validation_alias=_env("TELEMETRY_LOG_FORMAT")
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
-        "INFO", validation_alias=_env("TELEMETRY_LOG_LEVEL", "log_level")
+        "INFO", validation_alias=_env("TELEMETRY_LOG_LEVEL")
     )
     scrub_fields: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias=_env("TELEMETRY_SCRUB_FIELDS", "scrub_fields")
+        default_factory=list, validation_alias=_env("TELEMETRY_SCRUB_FIELDS")
     )
     scrub_patterns: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        validation_alias=_env("TELEMETRY_SCRUB_PATTERNS", "scrub_patterns"),
+        validation_alias=_env("TELEMETRY_SCRUB_PATTERNS"),
     )
-    scrub_user_email: bool = Field(
-        False, validation_alias=_env("TELEMETRY_SCRUB_USER_EMAIL", "scrub_user_email")
-    )
+    scrub_user_email: bool = Field(False, validation_alias=_env("TELEMETRY_SCRUB_USER_EMAIL"))
     max_request_body_bytes: int = Field(
         10_000,
         ge=0,
-        validation_alias=_env("TELEMETRY_MAX_REQUEST_BODY_BYTES", "max_request_body_bytes"),
+        validation_alias=_env("TELEMETRY_MAX_REQUEST_BODY_BYTES"),
     )
     cache_prefixes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [""],
-        validation_alias=_env("TELEMETRY_CACHE_PREFIXES", "cache_prefixes"),
+        validation_alias=_env("TELEMETRY_CACHE_PREFIXES"),
     )
-    file_sink_dir: Path | None = Field(
-        None, validation_alias=_env("TELEMETRY_FILE_SINK_DIR", "file_sink_dir")
-    )
-    span_queue_size: int = Field(
-        2048, ge=1, validation_alias=_env("TELEMETRY_SPAN_QUEUE_SIZE", "span_queue_size")
-    )
+    file_sink_dir: Path | None = Field(None, validation_alias=_env("TELEMETRY_FILE_SINK_DIR"))
+    span_queue_size: int = Field(2048, ge=1, validation_alias=_env("TELEMETRY_SPAN_QUEUE_SIZE"))
     export_timeout_seconds: float = Field(
         5.0,
         gt=0.0,
-        validation_alias=_env("TELEMETRY_EXPORT_TIMEOUT_SECONDS", "export_timeout_seconds"),
+        validation_alias=_env("TELEMETRY_EXPORT_TIMEOUT_SECONDS"),
     )
     shutdown_timeout_seconds: float = Field(
         5.0,
         gt=0.0,
-        validation_alias=_env("TELEMETRY_SHUTDOWN_TIMEOUT_SECONDS", "shutdown_timeout_seconds"),
+        validation_alias=_env("TELEMETRY_SHUTDOWN_TIMEOUT_SECONDS"),
+    )
+    propagation_targets: Annotated[list[str], NoDecode] | None = Field(
+        None, validation_alias=_env("TELEMETRY_PROPAGATION_TARGETS")
+    )
+    # -- the standard OTel and Sentry variables: below the contract's own names ----------
+    sdk_disabled: bool = Field(False, validation_alias=_env("OTEL_SDK_DISABLED"))
+    otel_traces_sampler: str | None = Field(None, validation_alias=_env("OTEL_TRACES_SAMPLER"))
+    otel_traces_sampler_arg: str | None = Field(
+        None, validation_alias=_env("OTEL_TRACES_SAMPLER_ARG")
+    )
+    otel_propagators: Annotated[list[str], NoDecode] | None = Field(
+        None, validation_alias=_env("OTEL_PROPAGATORS")
+    )
+    otel_traces_exporter: Literal["otlp", "none"] = Field(
+        "otlp", validation_alias=_env("OTEL_TRACES_EXPORTER")
+    )
+    resource_attributes: SecretStr | None = Field(
+        None, validation_alias=_env("OTEL_RESOURCE_ATTRIBUTES")
+    )
+    otlp_compression: Literal["gzip", "none"] = Field(
+        "gzip",
+        validation_alias=_env(
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"
+        ),
+    )
+    otlp_timeout_ms: float | None = Field(
+        None,
+        gt=0.0,
+        validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+    )
+    otlp_certificate: Path | None = Field(
+        None,
+        validation_alias=_env(
+            "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"
+        ),
+    )
+    otlp_client_certificate: Path | None = Field(
+        None,
+        validation_alias=_env(
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
+        ),
+    )
+    otlp_client_key: Path | None = Field(
+        None,
+        validation_alias=_env(
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"
+        ),
+    )
+    sentry_release: str | None = Field(None, validation_alias=_env("SENTRY_RELEASE"))
+    sentry_environment: str | None = Field(None, validation_alias=_env("SENTRY_ENVIRONMENT"))
+    sentry_traces_sample_rate: float | None = Field(
+        None, ge=0.0, le=1.0, validation_alias=_env("SENTRY_TRACES_SAMPLE_RATE")
     )
     # GenAI: message content (prompts, completions, tool arguments) stays off the spans unless
     # asked for; when on, it is scrubbed like every attribute (telemetry.scrubbing.messages).
@@ -215,6 +262,7 @@ class TelemetrySettings(BaseSettings):
         default_factory=dict, validation_alias=_env("TELEMETRY_GENAI_PRICES", "genai_prices")
     )
     # Code-only hooks: a callable cannot come from the environment.
+    _release_from_sentry: bool = PrivateAttr(False)
     traces_sampler: TracesSampler | None = Field(None, exclude=True)
     before_send: BeforeSend | None = Field(None, exclude=True)
 
@@ -225,13 +273,24 @@ class TelemetrySettings(BaseSettings):
         "scrub_patterns",
         "asyncio_coroutines",
         "cache_prefixes",
+        "propagation_targets",
+        "otel_propagators",
         mode="before",
     )
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         return _csv(value)
 
-    @field_validator("environment", "sentry_traces", mode="before")
+    def __init__(self, **values: Any) -> None:
+        # Code passes field names (TelemetrySettings(environment="staging")); the model
+        # validates aliases only (see model_config), so each name is handed over as its
+        # contract name. An argument in code still wins over the environment.
+        super().__init__(**{_FIELD_ALIAS.get(key, key): value for key, value in values.items()})
+
+    @field_validator(
+        "environment", "sentry_traces", "otel_traces_sampler", "otel_traces_exporter",
+        mode="before",
+    )  # fmt: skip
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -287,21 +346,103 @@ class TelemetrySettings(BaseSettings):
             )
         return self
 
+    @field_validator("propagation_targets")
+    @classmethod
+    def _targets_compile(cls, value: list[str] | None) -> list[str] | None:
+        for target in value or ():
+            try:
+                re.compile(target)
+            except re.error as exc:
+                raise ValueError(f"{target!r} is not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("otel_traces_sampler")
+    @classmethod
+    def _standard_sampler(cls, value: str | None) -> str | None:
+        if value is not None and value not in STANDARD_SAMPLERS:
+            raise ValueError(f"must be one of {', '.join(sorted(STANDARD_SAMPLERS))}")
+        return value
+
+    @field_validator("otel_traces_sampler_arg")
+    @classmethod
+    def _sampler_ratio(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            try:
+                ratio = float(value)
+            except ValueError:
+                raise ValueError("must be a ratio in [0, 1]") from None
+            if not 0.0 <= ratio <= 1.0:
+                raise ValueError("must be a ratio in [0, 1]")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sentry_environment_maps_onto_the_profile(cls, data: Any) -> Any:
+        """``SENTRY_ENVIRONMENT`` chooses the profile when ``ENVIRONMENT`` is unset."""
+        if not isinstance(data, dict):
+            return data
+        lowered = {str(k).lower(): k for k in data}
+        if "environment" in lowered or "sentry_environment" not in lowered:
+            return data
+        value = data[lowered["sentry_environment"]]
+        if not isinstance(value, str) or not value.strip():
+            return data
+        name = _ENVIRONMENT_ALIASES.get(value.strip().lower(), value.strip().lower())
+        if name not in {e.value for e in Environment}:
+            raise ValueError(
+                f"SENTRY_ENVIRONMENT={value!r} chooses the profile while ENVIRONMENT is unset, "
+                "and it is none of development, staging, production: set ENVIRONMENT too"
+            )
+        return {**data, "ENVIRONMENT": name}
+
+    @model_validator(mode="after")
+    def _standard_defaults(self) -> TelemetrySettings:
+        """The standard variables fill what the contract's own names left unset."""
+        resource = self.resource_attribute_map
+        explicit = self.model_fields_set
+        if "service_name" not in explicit and resource.get("service.name"):
+            self.service_name = resource["service.name"]
+        if "export_timeout_seconds" not in explicit and self.otlp_timeout_ms is not None:
+            # The OTel specification's unit is milliseconds.
+            self.export_timeout_seconds = self.otlp_timeout_ms / 1000
+        return self
+
     @model_validator(mode="after")
     def _version_default(self) -> TelemetrySettings:
+        self._release_from_sentry = False
         if not self.service_version:
-            self.service_version = _installed_version(self.service_name)
+            resource_version = self.resource_attribute_map.get("service.version")
+            if resource_version:
+                self.service_version = resource_version
+            elif self.sentry_release:
+                # SENTRY_RELEASE names the release as it is; SERVICE_VERSION would win.
+                self._release_from_sentry = True
+                self.service_version = _installed_version(self.service_name)
+            else:
+                self.service_version = _installed_version(self.service_name)
         return self
 
     # -- derived values -------------------------------------------------------------
 
     @property
     def release(self) -> str:
+        if self._release_from_sentry and self.sentry_release:
+            return self.sentry_release
         return f"{self.service_name}@{self.service_version}"
 
     @property
+    def resource_attribute_map(self) -> dict[str, str]:
+        """``OTEL_RESOURCE_ATTRIBUTES`` (``key=value,...``, values URL-encoded)."""
+        if self.resource_attributes is None:
+            return {}
+        return _key_values(self.resource_attributes.get_secret_value())
+
+    @property
     def jaeger_traces_endpoint(self) -> str | None:
-        """The OTLP traces URL, with the standard OTel meaning of both variables."""
+        """The OTLP traces URL, with the standard OTel meaning of both variables;
+        ``OTEL_TRACES_EXPORTER=none`` turns it off."""
+        if self.otel_traces_exporter == "none":
+            return None
         if self.otlp_traces_endpoint:
             return self.otlp_traces_endpoint
         if not self.otlp_endpoint:
@@ -315,12 +456,17 @@ class TelemetrySettings(BaseSettings):
         """``OTEL_EXPORTER_OTLP_HEADERS`` (``key=value,key2=value2``, values URL-encoded)."""
         if self.otlp_headers is None:
             return {}
-        headers: dict[str, str] = {}
-        for pair in self.otlp_headers.get_secret_value().split(","):
-            key, sep, value = pair.partition("=")
-            if sep and key.strip():
-                headers[unquote(key.strip())] = unquote(value.strip())
-        return headers
+        return _key_values(self.otlp_headers.get_secret_value())
+
+
+def _key_values(text: str) -> dict[str, str]:
+    """The OTel ``key=value,key2=value2`` list format, keys and values URL-decoded."""
+    pairs: dict[str, str] = {}
+    for pair in text.split(","):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip():
+            pairs[unquote(key.strip())] = unquote(value.strip())
+    return pairs
 
 
 def _installed_version(distribution: str) -> str:
@@ -339,6 +485,8 @@ def load_settings(**overrides: Any) -> TelemetrySettings:
         raise TelemetryConfigError(_describe(exc)) from None
 
 
+_ENVIRONMENT_ALIASES = {"prod": "production", "stage": "staging", "dev": "development"}
+
 _FIELD_TO_ENV: dict[str, str] = {
     name: str(
         field.validation_alias.choices[0]
@@ -349,10 +497,19 @@ _FIELD_TO_ENV: dict[str, str] = {
 }
 
 
+#: Field name -> its contract name, for arguments given in code.
+_FIELD_ALIAS = {name: env for name, env in _FIELD_TO_ENV.items() if env != name}
+
+
 def _describe(exc: ValidationError) -> str:
     lines = ["invalid telemetry configuration:"]
     for error in exc.errors(include_url=False):
-        loc = error.get("loc") or ("settings",)
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if not error.get("loc"):
+            # A rule across variables: its message names them.
+            lines.append(f"  {message}")
+            continue
+        loc = error["loc"]
         field = str(loc[0])
         env_name = _FIELD_TO_ENV.get(field, field)
         value = error.get("input")

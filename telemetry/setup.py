@@ -49,7 +49,12 @@ from telemetry.sentry import (
     profiler_span_attributes,
     sentry_otlp_target,
 )
-from telemetry.settings import SentryTracesMode, TelemetrySettings, load_settings
+from telemetry.settings import (
+    SentryTracesMode,
+    TelemetryConfigError,
+    TelemetrySettings,
+    load_settings,
+)
 from telemetry.shared import NullCounters, OTLPHttpTarget
 from telemetry.tracing import (
     BoundedBatchSpanProcessor,
@@ -61,7 +66,7 @@ from telemetry.tracing import (
     RoutePatterns,
     ScrubbingSpanExporter,
     SpanAttributeSetter,
-    TelemetryPropagator,
+    build_propagator,
     build_tracer_provider,
     harden_exception_recording,
     instrument_fastapi,
@@ -244,13 +249,29 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         _start_sentry(settings, profile, policy, counters)
 
     processors: list[SpanProcessor] = []
-    if profile.link_profiles:
+    if not profile.tracing_enabled:
+        endpoint = None
+        sentry_mode = SentryTracesMode.OFF
+    else:
+        endpoint = settings.jaeger_traces_endpoint
+    if profile.link_profiles and profile.tracing_enabled:
         processors.append(SpanAttributeSetter(profiler_span_attributes))
     jaeger_sink = profile.span_sink
     http_targets: list[OTLPHttpTarget] = []
-    endpoint = settings.jaeger_traces_endpoint
     if endpoint is not None and settings.otlp_protocol == "http/protobuf":
-        http_targets.append(OTLPHttpTarget(jaeger_sink, endpoint, settings.otlp_header_map))
+        http_targets.append(
+            OTLPHttpTarget(
+                jaeger_sink,
+                endpoint,
+                settings.otlp_header_map,
+                verify=str(settings.otlp_certificate) if settings.otlp_certificate else True,
+                client_cert=(
+                    (str(settings.otlp_client_certificate), str(settings.otlp_client_key))
+                    if settings.otlp_client_certificate and settings.otlp_client_key
+                    else None
+                ),
+            )
+        )
     elif endpoint is not None:
         grpc = jaeger_exporter(settings)
         assert grpc is not None
@@ -264,6 +285,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
             scrub=partial(scrub_span, policy),
             max_queued_spans=settings.span_queue_size,
             timeout_s=settings.export_timeout_seconds,
+            compression=settings.otlp_compression,
         )
         processors.append(
             BoundedBatchSpanProcessor(
@@ -274,7 +296,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
                 export_timeout_millis=settings.export_timeout_seconds * 1000,
             )
         )
-    if settings.file_sink_dir is not None:
+    if settings.file_sink_dir is not None and profile.tracing_enabled:
         from telemetry.file_sinks import OTLPJsonFileSpanExporter
 
         file_exporter = OTLPJsonFileSpanExporter(settings.file_sink_dir / "spans.otlp.jsonl")
@@ -289,6 +311,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         excluded_routes=settings.excluded_routes,
         traces_sampler=settings.traces_sampler,
         mark_critical=profile.collector,
+        follow_parent=profile.follow_parent,
     )
     # Before any span records an exception: a hostile __str__ must not replace the app's
     # exception, nor a huge message be copied into every span it escapes.
@@ -297,7 +320,15 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
     if not _global_provider_is_set():
         trace.set_tracer_provider(provider)
     api.bind_tracer(provider.get_tracer("telemetry"))
-    set_global_textmap(TelemetryPropagator(_dynamic_sampling_context(settings, profile)))
+    try:
+        propagator = build_propagator(
+            settings.otel_propagators,
+            _dynamic_sampling_context(settings, profile),
+            settings.propagation_targets,
+        )
+    except ValueError as exc:
+        raise TelemetryConfigError(str(exc)) from None
+    set_global_textmap(propagator)
 
     # Dependency metrics patch the libraries first, so OTel's wrappers sit outside them
     # and both come off cleanly, in reverse order, at shutdown.
@@ -326,7 +357,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         instrumented=instrumented,
         _undo=undo,
     )
-    _log_initialized(settings, profile, sentry_mode, instrumented.libraries, metered)
+    _log_initialized(settings, profile, sentry_mode, processors, instrumented.libraries, metered)
     return handle
 
 
@@ -409,6 +440,7 @@ def _log_initialized(
     settings: TelemetrySettings,
     profile: Profile,
     sentry_mode: SentryTracesMode,
+    processors: Sequence[SpanProcessor],
     traced: list[str],
     metered: list[str],
 ) -> None:
@@ -426,10 +458,12 @@ def _log_initialized(
         sentry=sentry,
         sentry_host=sentry_host if profile.sentry_enabled else None,
         sentry_traces=sentry_mode.value,
-        traces=profile.traces_sample_rate,
+        tracing="on" if profile.tracing_enabled else "off (OTEL_SDK_DISABLED)",
+        traces=profile.traces_sample_rate if processors else 0.0,
+        traces_from=profile.traces_rate_source,
         profiles=profile.profiles_sample_rate,
         export=settings.export_mode,
-        jaeger=settings.jaeger_traces_endpoint or "off",
+        jaeger=(settings.jaeger_traces_endpoint if profile.tracing_enabled else None) or "off",
         file_sink=str(settings.file_sink_dir) if settings.file_sink_dir else None,
         traced=",".join(traced) or "none",
         metered=",".join(metered) or "none",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "DISTRIBUTION",
     "EXCEPTION_TRACE_ATTRIBUTE",
     "KEEP_ATTRIBUTE",
     "PIPELINE_LOGGERS",
@@ -26,6 +27,9 @@ __all__ = [
     "SentryCounters",
 ]
 
+#: The name the library is installed under (``pip install otel-sentry-bridge``); the import
+#: package is ``telemetry``, a name the package index gives to an unrelated project.
+DISTRIBUTION = "otel-sentry-bridge"
 #: Marks a trace a downstream tail sampler must keep (critical routes, reported errors).
 KEEP_ATTRIBUTE = "telemetry.keep"
 #: Marks a span the facade's ``start_transaction`` made: a Sentry transaction root.
@@ -95,3 +99,7 @@ class OTLPHttpTarget:
     #: this message (one warning) instead of failing every batch.
     no_ingestion_statuses: frozenset[int] = frozenset()
     no_ingestion_message: str = ""
+    #: TLS: a CA bundle path (``OTEL_EXPORTER_OTLP_CERTIFICATE``) or True for the system's.
+    verify: str | bool = True
+    #: mTLS client certificate and key paths (``OTEL_EXPORTER_OTLP_CLIENT_*``).
+    client_cert: tuple[str, str] | None = None

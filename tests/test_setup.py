@@ -89,7 +89,7 @@ def test_startup_line_says_what_is_on_and_hides_the_key(
 
 def test_missing_extra_names_the_extra() -> None:
     error = MissingExtraError("redis", "opentelemetry-instrumentation-redis")
-    assert "pip install 'telemetry[redis]'" in str(error)
+    assert "pip install 'otel-sentry-bridge[redis]'" in str(error)
 
 
 def test_metrics_off_serves_no_metrics_and_still_traces(tmp_path: Path) -> None:

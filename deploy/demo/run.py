@@ -65,7 +65,7 @@ def service_env(out: Path, service_name: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     # A release that reads like a real one; the services are not installed distributions.
-    env.setdefault("SERVICE_VERSION", importlib.metadata.version("telemetry"))
+    env.setdefault("SERVICE_VERSION", importlib.metadata.version("otel-sentry-bridge"))
     env.pop("REDIS_URL", None)  # the local demo runs without Redis: the cache is skipped
     env.pop("DEMO_API_KEYS", None)  # the load generator uses the built-in keys
     return env

@@ -29,6 +29,7 @@ from telemetry.settings import (
     TelemetrySettings,
     parse_dsn,
 )
+from telemetry.shared import DISTRIBUTION
 
 __all__ = ["TEST_MESSAGE", "TEST_SPAN_NAME", "otlp_checks", "sentry_checks"]
 
@@ -256,7 +257,8 @@ def _send_test_span(settings: TelemetrySettings, timeout: float) -> CheckResult:
     try:
         exporter = jaeger_exporter(bounded)
     except MissingExtraError as error:
-        return CheckResult(name, Status.FAIL, str(error), f"pip install 'telemetry[{error.extra}]'")
+        fix = f"pip install '{DISTRIBUTION}[{error.extra}]'"
+        return CheckResult(name, Status.FAIL, str(error), fix)
     assert exporter is not None
     # A provider of its own with no processor: the span is exported here, synchronously,
     # and never reaches the app's pipeline when run in-process.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from telemetry.doctor.checks import CheckResult, Status
+from telemetry.shared import DISTRIBUTION
 
 __all__ = ["Distribution", "check_versions", "installed_distributions"]
 
@@ -164,11 +165,12 @@ def _skew(dists: Mapping[str, Distribution]) -> list[str]:
 
 
 def _untested(dists: Mapping[str, Distribution]) -> list[str]:
-    """Installed sentry-sdk/OpenTelemetry versions outside the pins this library tests."""
+    """Installed sentry-sdk/OpenTelemetry versions outside the ranges this library declares
+    (the distribution's own requirements; the exact tested set lives in its uv.lock)."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     problems: list[str] = []
-    ours = dists.get("telemetry")
+    ours = dists.get(DISTRIBUTION)
     for line in ours.requires if ours else ():
         try:
             requirement = Requirement(line)
@@ -178,7 +180,7 @@ def _untested(dists: Mapping[str, Distribution]) -> list[str]:
         installed = dists.get(name)
         relevant = name == "sentry-sdk" or name.startswith("opentelemetry-")
         if relevant and installed and not requirement.specifier.contains(installed.version):
-            problems.append(f"{name} {installed.version} (tested: {requirement.specifier})")
+            problems.append(f"{name} {installed.version} (supported: {requirement.specifier})")
     return problems
 
 

@@ -14,7 +14,12 @@ from telemetry.tracing.instrumentation import (
     instrument_fastapi,
     instrument_libraries,
 )
-from telemetry.tracing.propagation import DynamicSamplingContext, TelemetryPropagator
+from telemetry.tracing.propagation import (
+    DynamicSamplingContext,
+    PropagationTargets,
+    TelemetryPropagator,
+    build_propagator,
+)
 from telemetry.tracing.provider import (
     BoundedBatchSpanProcessor,
     SpanAttributeSetter,
@@ -35,12 +40,14 @@ __all__ = [
     "Instrumented",
     "MissingExtraError",
     "MonitoredSpanExporter",
+    "PropagationTargets",
     "RouteAwareSampler",
     "RoutePatterns",
     "ScrubbingSpanExporter",
     "SinkHealth",
     "SpanAttributeSetter",
     "TelemetryPropagator",
+    "build_propagator",
     "build_resource",
     "build_tracer_provider",
     "harden_exception_recording",

@@ -1,15 +1,19 @@
-"""One OTLP encoding of each batch for every OTLP/HTTP sink.
+"""One OTLP encoding (and one gzip) of each batch for every OTLP/HTTP sink.
 
 Protobuf-encoding spans costs more than anything else on the export path (about 150 µs a
 span here, far above the scrubbing), and Jaeger and Sentry's OTLP endpoint take the very
 same bytes. So each batch is scrubbed once and encoded once, then handed to one sender per
-sink. Each sender has its own thread and its own bounded queue, so a sink that is down,
+sink. The body is gzipped once per batch by default (a batch of 202 KB is 22 KB gzipped),
+and a batch whose encoding exceeds ``max_request_bytes`` is split, so no request grows past
+what receivers take (OTLP receivers commonly refuse bodies above 4 MiB).
+Each sender has its own thread and its own bounded queue, so a sink that is down,
 black-holed or slow delays only itself: its queue fills, and what falls out of it is
 counted as dropped for that sink alone.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import threading
 import time
@@ -29,6 +33,10 @@ __all__ = ["FanOutExporter", "OTLPHttpTarget"]
 logger = logging.getLogger("telemetry.pipeline")
 
 _RETRYABLE = frozenset({429, 502, 503, 504})
+#: Uncompressed bytes per request; receivers limit the decoded size too.
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: Fast levels compress OTLP nearly as well as 9 at a fraction of the CPU.
+_GZIP_LEVEL = 5
 _BACKOFF_S = (0.5, 1.0)
 
 
@@ -42,6 +50,7 @@ class _Sender:
         *,
         max_queued_spans: int,
         timeout_s: float,
+        compression: str,
     ) -> None:
         self.target = target
         self.health = SinkHealth(target.sink, counters)
@@ -51,6 +60,11 @@ class _Sender:
         self.session.headers.update(
             {"Content-Type": "application/x-protobuf", **dict(target.headers)}
         )
+        if compression == "gzip":
+            self.session.headers["Content-Encoding"] = "gzip"
+        self.session.verify = target.verify
+        if target.client_cert is not None:
+            self.session.cert = target.client_cert
         self._queue: deque[tuple[bytes, int]] = deque()
         self._queued_spans = 0
         self._busy = False
@@ -149,13 +163,23 @@ class FanOutExporter(SpanExporter):
         scrub: Callable[[ReadableSpan], ReadableSpan] | None,
         max_queued_spans: int,
         timeout_s: float,
+        compression: str = "gzip",
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         if not targets:
             raise ValueError("FanOutExporter needs at least one target")
         self.scrub = scrub
         self.timeout_s = timeout_s
+        self.compression = compression
+        self.max_request_bytes = max_request_bytes
         self.senders = [
-            _Sender(t, counters, max_queued_spans=max_queued_spans, timeout_s=timeout_s)
+            _Sender(
+                t,
+                counters,
+                max_queued_spans=max_queued_spans,
+                timeout_s=timeout_s,
+                compression=compression,
+            )
             for t in targets
         ]
 
@@ -166,11 +190,22 @@ class FanOutExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self.scrub is not None:
             spans = [self.scrub(span) for span in spans]
-        body = encode_spans(spans).SerializeToString()
-        for sender in self.senders:
-            sender.submit(body, len(spans))
+        for body, count in self._bodies(list(spans)):
+            for sender in self.senders:
+                sender.submit(body, count)
         # Delivery is each sender's business (counted per sink); the batch thread moves on.
         return SpanExportResult.SUCCESS
+
+    def _bodies(self, spans: list[ReadableSpan]) -> list[tuple[bytes, int]]:
+        """Encoded (and compressed) request bodies of at most ``max_request_bytes`` each:
+        an oversized batch is halved until it fits (a single span is sent as it is)."""
+        encoded = encode_spans(spans).SerializeToString()
+        if len(encoded) > self.max_request_bytes and len(spans) > 1:
+            middle = len(spans) // 2
+            return self._bodies(spans[:middle]) + self._bodies(spans[middle:])
+        if self.compression == "gzip":
+            encoded = gzip.compress(encoded, compresslevel=_GZIP_LEVEL, mtime=0)
+        return [(encoded, len(spans))]
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000

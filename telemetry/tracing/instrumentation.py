@@ -15,6 +15,8 @@ from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 
+from telemetry.shared import DISTRIBUTION
+
 __all__ = ["Instrumented", "MissingExtraError", "instrument_fastapi", "instrument_libraries"]
 
 logger = logging.getLogger("telemetry.instrumentation")
@@ -24,7 +26,7 @@ class MissingExtraError(ImportError):
     def __init__(self, extra: str, package: str) -> None:
         super().__init__(
             f"telemetry: the {extra} integration needs {package}; "
-            f"install it with: pip install 'telemetry[{extra}]'"
+            f"install it with: pip install '{DISTRIBUTION}[{extra}]'"
         )
         self.extra = extra
 
@@ -85,9 +87,10 @@ def _library(
     except ImportError:
         logger.warning(
             "telemetry_integration_missing library=%s: %s is installed but not traced; "
-            "install it with: pip install 'telemetry[%s]' (adds %s)",
+            "install it with: pip install '%s[%s]' (adds %s)",
             name,
             module,
+            DISTRIBUTION,
             extra,
             package,
         )

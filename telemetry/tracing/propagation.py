@@ -13,7 +13,7 @@ overwrite each other.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
@@ -36,7 +36,9 @@ __all__ = [
     "DEFERRED_SAMPLING_KEY",
     "SENTRY_BAGGAGE_PREFIX",
     "DynamicSamplingContext",
+    "PropagationTargets",
     "TelemetryPropagator",
+    "build_propagator",
     "parse_sentry_trace",
 ]
 
@@ -202,8 +204,130 @@ class TelemetryPropagator(TextMapPropagator):
                 baggage_items.update(incoming)
             elif self.dsc is not None:
                 baggage_items.update(self.dsc.items(trace_id, sampled))
+        # A baggage header the app put on this very request keeps its entries: ours are
+        # merged in (Sentry's entries are ours to set, the app's others are kept).
+        existing = _carrier_baggage(carrier)
+        if existing:
+            own = {k: v for k, v in existing.items() if not k.startswith(SENTRY_BAGGAGE_PREFIX)}
+            baggage_items = {**own, **baggage_items}
         if baggage_items:
             setter.set(carrier, BAGGAGE_HEADER, _serialize_baggage(baggage_items))
+
+
+def _carrier_baggage(carrier: Any) -> dict[str, str]:
+    """The ``baggage`` header already on an outgoing carrier (dict or httpx-style headers)."""
+    getter = getattr(carrier, "get", None)
+    if getter is None:
+        return {}
+    try:
+        value = getter(BAGGAGE_HEADER)
+        if value is None and isinstance(carrier, Mapping):
+            value = next((v for k, v in carrier.items() if str(k).lower() == BAGGAGE_HEADER), None)
+    except Exception:  # an exotic carrier: nothing to merge
+        return {}
+    if isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    return _parse_baggage(value) if isinstance(value, str) and value else {}
+
+
+class PropagationTargets:
+    """Where trace headers and baggage may go, as sentry-sdk's ``trace_propagation_targets``:
+    each target is a regular expression searched in the outgoing URL (so a bare host name
+    matches). ``None`` means everywhere."""
+
+    def __init__(self, targets: Sequence[str] | None) -> None:
+        self.targets = None if targets is None else tuple(t for t in targets if t)
+        self._regexes = None if self.targets is None else [re.compile(t) for t in self.targets]
+
+    def allows(self, url: str | None) -> bool:
+        if self._regexes is None or url is None:
+            # No list, or a carrier that is not an HTTP request (no URL to judge).
+            return True
+        return any(regex.search(url) for regex in self._regexes)
+
+
+_URL_ATTRIBUTES = ("url.full", "http.url")
+
+
+def _outgoing_url(context: Context | None) -> str | None:
+    """The URL of the client span current at injection (HTTPX/requests instrumentations
+    inject inside the span they started, with the URL among its start attributes)."""
+    span = trace.get_current_span(context)
+    attributes = getattr(span, "attributes", None)
+    if not attributes:
+        return None
+    for key in _URL_ATTRIBUTES:
+        value = attributes.get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+class TargetedPropagator(TextMapPropagator):
+    """Injects only toward the propagation targets; extraction is never limited."""
+
+    def __init__(self, inner: TextMapPropagator, targets: PropagationTargets) -> None:
+        self.inner = inner
+        self.targets = targets
+
+    @property
+    def fields(self) -> set[str]:
+        return set(self.inner.fields)
+
+    def extract(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        getter: Getter[CarrierT] = default_getter,
+    ) -> Context:
+        return self.inner.extract(carrier, context, getter)
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        setter: Setter[CarrierT] = default_setter,
+    ) -> None:
+        if self.targets.allows(_outgoing_url(context)):
+            self.inner.inject(carrier, context, setter)
+
+
+def build_propagator(
+    names: Sequence[str] | None,
+    dsc: DynamicSamplingContext | None,
+    targets: Sequence[str] | None = None,
+) -> TextMapPropagator:
+    """The global propagator: the project's own unless ``OTEL_PROPAGATORS`` names others.
+
+    ``telemetry`` (or ``sentry``) in the list stands for the project's propagator, so
+    ``OTEL_PROPAGATORS=telemetry,b3multi`` adds B3 beside it; ``none`` propagates nothing.
+    Other names are the OTel entry points (``tracecontext``, ``baggage``, ``b3``, ...).
+    """
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    chosen: list[TextMapPropagator] = []
+    for name in names or ["telemetry"]:
+        key = name.strip().lower()
+        if key == "none":
+            return CompositePropagator([])
+        if key in ("telemetry", "sentry"):
+            chosen.append(TelemetryPropagator(dsc))
+        else:
+            chosen.append(_entry_point_propagator(key))
+    inner = chosen[0] if len(chosen) == 1 else CompositePropagator(chosen)
+    return TargetedPropagator(inner, PropagationTargets(targets))
+
+
+def _entry_point_propagator(name: str) -> TextMapPropagator:
+    from importlib.metadata import entry_points
+
+    for entry_point in entry_points(group="opentelemetry_propagator", name=name):
+        propagator: TextMapPropagator = entry_point.load()()
+        return propagator
+    raise ValueError(
+        f"OTEL_PROPAGATORS names {name!r}, which no installed package provides "
+        "(known here: telemetry, tracecontext, baggage, and any installed OTel propagator)"
+    )
 
 
 def _serialize_baggage(items: Mapping[str, str]) -> str:

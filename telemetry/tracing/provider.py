@@ -39,14 +39,19 @@ ExporterWrapper = Callable[[SpanExporter], SpanExporter]
 
 
 def build_resource(settings: TelemetrySettings) -> Resource:
-    return Resource.create(
-        {
-            "service.name": settings.service_name,
-            "service.version": settings.service_version or "0.0.0",
-            "deployment.environment": settings.environment.value,
-            "deployment.environment.name": settings.environment.value,
-        }
-    )
+    """``OTEL_RESOURCE_ATTRIBUTES`` as given; the contract's own names win where they are
+    set (``service.name`` and ``service.version`` already fall back to it in settings)."""
+    given = settings.resource_attribute_map
+    attributes: dict[str, str] = {
+        **given,
+        "service.name": settings.service_name,
+        "service.version": settings.service_version or "0.0.0",
+    }
+    environment_given = "environment" in settings.model_fields_set
+    for key in ("deployment.environment", "deployment.environment.name"):
+        if environment_given or key not in given:
+            attributes[key] = settings.environment.value
+    return Resource.create(attributes)
 
 
 class BoundedBatchSpanProcessor(BatchSpanProcessor):
@@ -106,10 +111,31 @@ def jaeger_exporter(settings: TelemetrySettings) -> SpanExporter | None:
             from telemetry.tracing.instrumentation import MissingExtraError
 
             raise MissingExtraError("grpc", "opentelemetry-exporter-otlp-proto-grpc") from exc
-        return GrpcSpanExporter(endpoint=endpoint, timeout=timeout)
+        from grpc import Compression as GrpcCompression
+
+        # TLS settings: the gRPC exporter reads the standard certificate variables itself.
+        return GrpcSpanExporter(
+            endpoint=endpoint,
+            timeout=timeout,
+            headers=settings.otlp_header_map or None,
+            compression=(
+                GrpcCompression.Gzip
+                if settings.otlp_compression == "gzip"
+                else GrpcCompression.NoCompression
+            ),
+        )
+    from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter(endpoint=endpoint, timeout=timeout)
+    return OTLPSpanExporter(
+        endpoint=endpoint,
+        timeout=timeout,
+        headers=settings.otlp_header_map or None,
+        compression=Compression.Gzip
+        if settings.otlp_compression == "gzip"
+        else Compression.NoCompression,
+        certificate_file=str(settings.otlp_certificate) if settings.otlp_certificate else None,
+    )
 
 
 def sink_processor(

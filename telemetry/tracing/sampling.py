@@ -97,6 +97,7 @@ class RouteAwareSampler(Sampler):
         excluded_routes: Sequence[str] = (),
         traces_sampler: TracesSampler | None = None,
         mark_critical: bool = False,
+        follow_parent: bool = True,
     ) -> None:
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"sample rate must be within [0, 1], got {rate}")
@@ -105,6 +106,9 @@ class RouteAwareSampler(Sampler):
         self.excluded = RoutePatterns(excluded_routes)
         self.traces_sampler = traces_sampler
         self.mark_critical = mark_critical
+        # False only for the standard non-parent-based samplers (OTEL_TRACES_SAMPLER=
+        # always_on, always_off, traceidratio): every span is then decided on its own.
+        self.follow_parent = follow_parent
 
     def should_sample(
         self,
@@ -141,7 +145,7 @@ class RouteAwareSampler(Sampler):
             self.excluded.matches(route) or self.excluded.matches(path)
         ):
             return _Verdict.DROP
-        if parent.is_valid and not deferred:
+        if parent.is_valid and not deferred and self.follow_parent:
             return _Verdict.SAMPLE if parent.trace_flags.sampled else _Verdict.DROP
         if self.critical.matches(route) or self.critical.matches(path):
             return _Verdict.KEEP if self.mark_critical else _Verdict.SAMPLE

@@ -357,12 +357,16 @@ def test_api_sdk_mismatch_warns_and_a_patch_level_contrib_difference_does_not() 
     assert patch_level[0].status is Status.PASS
 
 
-def test_versions_outside_the_tested_pins_warn() -> None:
-    ours = Distribution("telemetry", "0.1.0", ("sentry-sdk==2.75.0", "opentelemetry-sdk==1.45.1"))
+def test_versions_outside_the_supported_ranges_warn() -> None:
+    ours = Distribution(
+        "otel-sentry-bridge",
+        "0.1.0",
+        ("sentry-sdk>=2.40,<3", "opentelemetry-sdk>=1.30,<2"),
+    )
     dists = by_name([*core(), ours])
-    dists["sentry-sdk"] = Distribution("sentry-sdk", "2.80.0")
+    dists["sentry-sdk"] = Distribution("sentry-sdk", "3.0.0")
 
     versions = check_versions(dists)[0]
 
     assert versions.status is Status.WARN
-    assert "sentry-sdk 2.80.0 (tested: ==2.75.0)" in versions.detail
+    assert "sentry-sdk 3.0.0 (supported: <3,>=2.40)" in versions.detail

@@ -87,6 +87,7 @@ def make() -> Iterator[object]:
             counters=counters,
             max_queued_spans=max_queued_spans,
             timeout_s=timeout_s,
+            compression="none",
         )
         senders.append(sender)
         return sender, counters
