@@ -28,6 +28,7 @@ from sentry_sdk.sessions import track_session
 from sentry_sdk.utils import AnnotatedValue, event_from_exception
 
 from telemetry.sentry.events import was_reported
+from telemetry.sentry.sdk_internals import clear_transaction_name
 from telemetry.shared import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
@@ -75,6 +76,9 @@ class RequestScopeMiddleware:
             enable_task_capture()
         with sentry_sdk.isolation_scope() as isolation:
             isolation.clear_breadcrumbs()
+            # Both forks start unnamed: the request's route names its events.
+            clear_transaction_name(isolation)
+            clear_transaction_name(sentry_sdk.get_current_scope())
             if self.is_excluded(scope.get("path", "")):
                 isolation.add_event_processor(_drop_event)  # type: ignore[arg-type]
                 await self.app(scope, receive, send)

@@ -17,11 +17,20 @@ from sentry_sdk.transport import HttpTransport, Transport
 from sentry_sdk.utils import capture_internal_exceptions
 
 __all__ = [
+    "clear_transaction_name",
     "counting_transport_class",
     "envelope_processor_class",
     "mark_dedupe_drops",
     "recording_transport_class",
 ]
+
+
+def clear_transaction_name(scope: Any) -> None:
+    """Forget a transaction name the scope inherited: a fork keeps the name a
+    ``start_transaction`` left on the scope it came from, and a request's events must be
+    named after the request. sentry-sdk has no public way to unset it."""
+    scope._transaction = None
+    scope._transaction_info = {}
 
 
 def envelope_processor_class(

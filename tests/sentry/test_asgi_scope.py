@@ -117,3 +117,22 @@ def test_an_error_in_an_excluded_route_sends_nothing(sentry: Callable[..., Any])
         serve(RequestContextMiddleware(failing), http_scope("/health"))
     sentry_sdk.flush(timeout=2)
     assert captured.of("event") == []
+
+
+def test_a_transaction_name_left_on_the_process_scope_does_not_name_request_events(
+    sentry: Callable[..., Any],
+) -> None:
+    captured = sentry()
+    sentry_sdk.get_current_scope().set_transaction_name("left-behind", source="custom")
+
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        raise ValueError("boom")
+
+    try:
+        with pytest.raises(ValueError):
+            serve(RequestContextMiddleware(failing), http_scope("/items/7"))
+        sentry_sdk.flush(timeout=2)
+        [error] = captured.of("event")
+        assert error["transaction"] == "/items/{item_id}"
+    finally:
+        sentry_sdk.get_current_scope().set_transaction_name("")

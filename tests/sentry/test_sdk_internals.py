@@ -7,8 +7,10 @@ import inspect
 import subprocess
 import sys
 
+import sentry_sdk
 from sentry_sdk.transport import HttpTransport
 
+from telemetry.sentry import sdk_internals
 from telemetry.sentry.envelope import envelope_span_processor
 
 
@@ -45,3 +47,11 @@ def test_import_telemetry_does_not_load_sentrys_span_processor() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_a_scope_keeps_its_transaction_name_where_it_can_be_cleared() -> None:
+    scope = sentry_sdk.get_current_scope().fork()
+    scope.set_transaction_name("left-behind", source="custom")
+    sdk_internals.clear_transaction_name(scope)
+    assert scope._transaction is None
+    assert scope._transaction_info == {}
