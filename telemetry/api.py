@@ -109,7 +109,8 @@ def set_user_context(
     tenant_id: str | int | None = None,
 ) -> None:
     """Attach the user to this request's events (the request's own Sentry scope) and to
-    its server span (``enduser.id``, ``tenant.id``: no email or name leaves for Jaeger)."""
+    its server span (``enduser.id`` and Sentry's ``user.id``, ``tenant.id``: no email or
+    name leaves for Jaeger)."""
     user: dict[str, Any] = {"id": str(user_id)}
     if email is not None:
         user["email"] = email
@@ -122,6 +123,7 @@ def set_user_context(
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attribute("enduser.id", str(user_id))
+        span.set_attribute("user.id", str(user_id))  # the transaction's user in otlp mode
         if tenant_id is not None:
             span.set_attribute("tenant.id", str(tenant_id))
 

@@ -66,8 +66,10 @@ from telemetry.tracing import (
     RoutePatterns,
     ScrubbingSpanExporter,
     SpanAttributeSetter,
+    SpanContextAttributes,
     build_propagator,
     build_tracer_provider,
+    derived_attributes,
     harden_exception_recording,
     instrument_fastapi,
     instrument_libraries,
@@ -254,6 +256,10 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         sentry_mode = SentryTracesMode.OFF
     else:
         endpoint = settings.jaeger_traces_endpoint
+    if profile.tracing_enabled:
+        processors.append(
+            SpanContextAttributes(_segment_attributes(settings) if profile.sentry_enabled else {})
+        )
     if profile.link_profiles and profile.tracing_enabled:
         processors.append(SpanAttributeSetter(profiler_span_attributes))
     jaeger_sink = profile.span_sink
@@ -302,7 +308,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         file_exporter = OTLPJsonFileSpanExporter(settings.file_sink_dir / "spans.otlp.jsonl")
         processors.append(sink_processor("file", file_exporter, settings, counters, scrubbed)[0])
     if sentry_mode is SentryTracesMode.ENVELOPE:
-        processors.append(envelope_span_processor())
+        processors.append(envelope_span_processor(derived_attributes))
 
     _declare_pipeline_series(counters, processors, profile.sentry_enabled)
     sampler = RouteAwareSampler(
@@ -484,3 +490,12 @@ def _declare_pipeline_series(
         counters.spans_dropped(sink, 0)
     if sentry_enabled:
         counters.sentry_event_sent("error", 0)
+
+
+def _segment_attributes(settings: TelemetrySettings) -> dict[str, str]:
+    """What Sentry reads from a segment span in ``otlp`` mode (Relay's span schema)."""
+    return {
+        "sentry.release": settings.release or "",
+        "sentry.environment": settings.environment.value,
+        "sentry.platform": "python",
+    }

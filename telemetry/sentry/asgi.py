@@ -214,7 +214,7 @@ def _request_processor(scope: Scope, body: _BodyRecorder | None) -> Any:
                 "headers",
                 {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])},
             )
-            if body is not None and event.get("type") != "transaction" and "data" not in request:
+            if body is not None and "data" not in request:  # transactions too, as sentry-sdk
                 data = body.data()
                 if data is not None:
                     request["data"] = data

@@ -11,7 +11,8 @@ shared OTLP fan-out, see ``client.sentry_otlp_target``.)
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Callable, Mapping
+from functools import cache, partial
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -23,14 +24,19 @@ from telemetry.shared import TRANSACTION_ATTRIBUTE
 __all__ = ["apply_sentry_op", "envelope_span_processor", "is_transaction_root"]
 
 
-def envelope_span_processor() -> SpanProcessor:
-    """A new envelope span processor (sentry-sdk is initialised with ``instrumenter=otel``)."""
-    return _processor_class()()
+#: Attributes to add to a span under Sentry's names (``telemetry.tracing``'s conventions).
+Derive = Callable[[ReadableSpan], Mapping[str, Any] | None]
+
+
+def envelope_span_processor(derive: Derive | None = None) -> SpanProcessor:
+    """A new envelope span processor (sentry-sdk is initialised with ``instrumenter=otel``);
+    ``derive`` gives the span data that ``otlp`` mode adds on export."""
+    return _processor_class(derive)()
 
 
 @cache
-def _processor_class() -> type[SpanProcessor]:
-    return envelope_processor_class(is_transaction_root, apply_sentry_op)
+def _processor_class(derive: Derive | None) -> type[SpanProcessor]:
+    return envelope_processor_class(is_transaction_root, partial(apply_sentry_op, derive=derive))
 
 
 def is_transaction_root(span: ReadableSpan) -> bool:
@@ -45,7 +51,9 @@ def is_transaction_root(span: ReadableSpan) -> bool:
 _TAGGED_ATTRIBUTES = ("redis.command", "redis.key", "redis.is_cluster", "db.operation")
 
 
-def apply_sentry_op(sentry_span: Any, otel_span: ReadableSpan) -> None:
+def apply_sentry_op(
+    sentry_span: Any, otel_span: ReadableSpan, derive: Derive | None = None
+) -> None:
     """The facade's op and description win over what sentry-sdk inferred."""
     attributes = otel_span.attributes or {}
     op = attributes.get("sentry.op")
@@ -65,3 +73,11 @@ def apply_sentry_op(sentry_span: Any, otel_span: ReadableSpan) -> None:
             sentry_span.set_tag(key, value)
     if attributes.get("http.route") is not None and hasattr(sentry_span, "source"):
         sentry_span.source = "route"  # the transaction is named after the route template
+    for key, value in ((derive(otel_span) if derive else None) or {}).items():
+        # Sentry's names for what the instrumentation said (server.address, url, ...), as
+        # in otlp mode; scrubbed with the transaction.
+        sentry_span.set_data(key, value)
+    if otel_span.kind is SpanKind.SERVER and hasattr(sentry_span, "source"):
+        # sentry-sdk's ASGI integration tags its transactions with the ASGI scope type.
+        scheme = attributes.get("url.scheme") or attributes.get("http.scheme")
+        sentry_span.set_tag("asgi.type", "websocket" if scheme in ("ws", "wss") else "http")

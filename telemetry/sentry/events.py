@@ -5,6 +5,7 @@ sentry-sdk's tracing."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -65,6 +66,7 @@ def build_before_send(
             mark_suppressed()
             return None
         _attach_failing_span(event, exc_info)
+        _complete_trace_context(event)
         result: dict[str, Any] | None = event
         if user_hook is not None:
             result = user_hook(event, hint)
@@ -123,6 +125,21 @@ def _attach_failing_span(event: dict[str, Any], exc_info: Any) -> None:
         trace_context["span_id"] = span_id
         if parent_span_id:
             trace_context["parent_span_id"] = parent_span_id
+
+
+def _complete_trace_context(event: dict[str, Any]) -> None:
+    """What sentry-sdk's trace context of an event says and one built from the OTel span's
+    ids (``otlp`` mode) lacks: the origin of the span and the capturing thread (events
+    are built synchronously in the thread that captures them)."""
+    trace_context = event.get("contexts", {}).get("trace")
+    if not isinstance(trace_context, dict):
+        return
+    trace_context.setdefault("origin", "auto.otel")
+    data = trace_context.setdefault("data", {})
+    if isinstance(data, dict) and "thread.id" not in data:
+        thread = threading.current_thread()
+        data["thread.id"] = str(thread.ident)
+        data["thread.name"] = thread.name
 
 
 _record_exception_patched = False

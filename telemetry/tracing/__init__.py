@@ -1,6 +1,7 @@
 """The OpenTelemetry side: one sampler, one provider, one export pipeline fanned out to
 every span sink, the propagator and the library instrumentations."""
 
+from telemetry.tracing.conventions import derived_attributes
 from telemetry.tracing.exceptions import (
     ExceptionTextGuard,
     harden_exception_recording,
@@ -23,6 +24,7 @@ from telemetry.tracing.propagation import (
 from telemetry.tracing.provider import (
     BoundedBatchSpanProcessor,
     SpanAttributeSetter,
+    SpanContextAttributes,
     build_resource,
     build_tracer_provider,
     jaeger_exporter,
@@ -46,10 +48,12 @@ __all__ = [
     "ScrubbingSpanExporter",
     "SinkHealth",
     "SpanAttributeSetter",
+    "SpanContextAttributes",
     "TelemetryPropagator",
     "build_propagator",
     "build_resource",
     "build_tracer_provider",
+    "derived_attributes",
     "harden_exception_recording",
     "instrument_fastapi",
     "instrument_libraries",

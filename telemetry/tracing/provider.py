@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.trace import SpanKind
 
 from telemetry.settings import TelemetrySettings
-from telemetry.shared import PipelineCounters
+from telemetry.shared import TRANSACTION_ATTRIBUTE, PipelineCounters
 from telemetry.tracing.health import MonitoredSpanExporter
 
 __all__ = [
     "BoundedBatchSpanProcessor",
+    "SpanContextAttributes",
     "build_resource",
     "build_tracer_provider",
     "jaeger_exporter",
@@ -196,3 +198,49 @@ class SpanAttributeSetter(SpanProcessor):
     def on_start(self, span: Span, parent_context: object = None) -> None:
         if span.is_recording():
             span.set_attributes(self.attributes())
+
+
+class SpanContextAttributes(SpanProcessor):
+    """What sentry-sdk puts on its spans and OTel's instrumentations do not, set at start.
+
+    Every span: ``thread.id``/``thread.name`` (OTel's semantic names, which Sentry reads
+    as span data). A segment span (no local parent: a request's server span, a
+    ``start_transaction``, a span continuing a caller) also gets the attributes Sentry
+    builds the transaction's fields from in ``otlp`` mode: ``sentry.release``,
+    ``sentry.environment``, ``sentry.platform`` (Relay's span schema) and
+    ``sentry.span.source`` (``route`` for a server span with a route template, ``custom``
+    for a named transaction, ``url`` otherwise). One mapping per thread and one for
+    segments are reused, so a span costs two ``set_attributes`` calls, no new dict.
+    Without Sentry (``segment`` empty) only the thread is set.
+    """
+
+    def __init__(self, segment: Mapping[str, str]) -> None:
+        self._segment = {k: v for k, v in segment.items() if v}
+        self._local = threading.local()
+
+    def _thread_attributes(self) -> dict[str, int | str]:
+        thread = threading.current_thread()
+        cached: dict[str, int | str] | None = getattr(self._local, "attributes", None)
+        if cached is None or cached["thread.name"] != thread.name:
+            cached = {"thread.id": thread.ident or 0, "thread.name": thread.name}
+            self._local.attributes = cached
+        return cached
+
+    def on_start(self, span: Span, parent_context: object = None) -> None:
+        if not span.is_recording():
+            return
+        span.set_attributes(self._thread_attributes())
+        parent = span.parent
+        if not self._segment or (parent is not None and not parent.is_remote):
+            return
+        span.set_attributes(self._segment)
+        attributes = span.attributes or {}
+        if attributes.get("http.route") is not None:
+            source = "route"
+        elif attributes.get(TRANSACTION_ATTRIBUTE):
+            source = "custom"
+        elif span.kind is SpanKind.SERVER:
+            source = "url"
+        else:
+            return
+        span.set_attribute("sentry.span.source", source)

@@ -16,6 +16,7 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, SpanKind, Status
 
 from telemetry.scrubbing import ScrubbingPolicy
+from telemetry.tracing.conventions import derived_attributes
 
 __all__ = ["ScrubbingSpanExporter", "scrub_span"]
 
@@ -27,7 +28,13 @@ def scrub_span(policy: ScrubbingPolicy, span: ReadableSpan) -> ReadableSpan:
     # every attribute of the span, its events and its status.
     drop = policy.client_ip_attributes(server_span=span.kind == SpanKind.SERVER)
     secrets = policy.route_secrets(span.attributes)
-    attrs = policy.scrub_attributes(span.attributes, drop=drop, secrets=secrets)
+    # Sentry's names for what the instrumentation already said (``conventions``): added
+    # here, so they cost the request nothing and are scrubbed like every attribute.
+    derived = derived_attributes(span)
+    source = span.attributes if derived is None else {**(span.attributes or {}), **derived}
+    attrs = policy.scrub_attributes(source, drop=drop, secrets=secrets)
+    if derived is not None and attrs is None:
+        attrs = {**(span.attributes or {}), **derived}
     events = [
         ev
         if (ev_attrs := policy.scrub_attributes(ev.attributes, secrets=secrets)) is None

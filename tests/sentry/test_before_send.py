@@ -84,3 +84,24 @@ def test_the_event_points_at_the_span_the_exception_escaped() -> None:
     assert out is not None
     assert out["contexts"]["trace"]["span_id"] == format(ids[1].span_id, "016x")
     assert out["contexts"]["trace"]["parent_span_id"] == format(ids[0].span_id, "016x")
+
+
+def test_the_trace_context_gets_the_origin_and_the_capturing_thread() -> None:
+    """What sentry-sdk's trace context says and one built from OTel ids (otlp) lacks."""
+    import threading
+
+    before_send = build_before_send(never_excluded, SCRUB, None)
+    built = {**event(), "contexts": {"trace": {"trace_id": "a" * 32, "span_id": "b" * 16}}}
+    sent = before_send(built, {})
+    assert sent is not None
+    trace_context = sent["contexts"]["trace"]
+    assert trace_context["origin"] == "auto.otel"
+    assert trace_context["data"] == {
+        "thread.id": str(threading.current_thread().ident),
+        "thread.name": threading.current_thread().name,
+    }
+    own = {**event(), "contexts": {"trace": {"origin": "auto.http.asgi",
+                                             "data": {"thread.id": "1", "thread.name": "t"}}}}
+    kept = before_send(own, {})
+    assert kept is not None and kept["contexts"]["trace"]["origin"] == "auto.http.asgi"
+    assert kept["contexts"]["trace"]["data"] == {"thread.id": "1", "thread.name": "t"}

@@ -101,3 +101,27 @@ def test_children_of_a_skipped_root_are_skipped_too(sentry: Callable[..., Any]) 
     provider.force_flush()
     sentry_sdk.flush(timeout=2)
     assert captured.of("transaction") == []
+
+
+def test_envelope_spans_get_sentrys_names_and_the_transaction_its_asgi_tag(
+    sentry: Callable[..., Any],
+) -> None:
+    from telemetry.tracing import derived_attributes
+
+    captured = envelope_mode(sentry)
+    provider = TracerProvider()
+    provider.add_span_processor(envelope_span_processor(derived_attributes))
+    t = provider.get_tracer("test")
+    with (
+        t.start_as_current_span("GET /items", kind=SpanKind.SERVER,
+                                attributes={"http.method": "GET"}),
+        t.start_as_current_span("SELECT", kind=SpanKind.CLIENT, attributes={
+            "db.system": "postgresql", "net.peer.name": "db", "net.peer.port": 5432}),
+    ):  # fmt: skip
+        pass
+    provider.force_flush()
+    sentry_sdk.flush(timeout=2)
+    [transaction] = captured.of("transaction")
+    assert transaction["tags"]["asgi.type"] == "http"
+    [child] = transaction["spans"]
+    assert (child["data"]["server.address"], child["data"]["server.port"]) == ("db", 5432)

@@ -140,7 +140,91 @@ REASONS: tuple[Reason, ...] = (
         "`TELEMETRY_ASYNCIO_COROUTINES` (README, Configuration)",
         subject="asyncio task failure",
         field="`contexts.trace.*`",
+    ),
+    Reason(
+        "scrubbing policy, the end user's address (README, Scrubbing): on a server span "
+        "the network peer is the client; `ScrubbingPolicy(keep_client_ip=True)` keeps it",
+        section="Jaeger*",
+        subject="server span*",
+        field="attribute `net.peer.ip`",
         when=ABSENT,
+    ),
+    Reason(
+        "scrubbing policy, SQL by shape (README, Scrubbing): the statement keeps its shape "
+        "and loses its literals",
+        subject="SQL query*",
+        field="description",
+        when=WRONG,
+    ),
+    *(
+        Reason(
+            "otlp mode (README, One trace context): Sentry builds the transaction from the "
+            "spans, and an OTLP span has no SDK envelope (`sdk`, `server_name`, runtime "
+            "context, `extra`); the resource names the SDK (`telemetry.sdk.*`), error "
+            "events carry these fields",
+            section="Sentry: transactions",
+            field=pattern,
+            when=ABSENT,
+            modes=(BRIDGE_OTLP,),
+        )
+        for pattern in ("sdk.*", "server_name", "contexts.runtime.*", "extra.sys.argv")
+    ),
+    Reason(
+        "otlp mode (README, One trace context): request headers are span attributes only "
+        "when OTel's `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST` names them "
+        "(they would reach Jaeger too); error events carry them",
+        section="Sentry: transactions",
+        field="request.headers.*",
+        when=ABSENT,
+        modes=(BRIDGE_OTLP,),
+    ),
+    Reason(
+        "otlp mode (README, One trace context): request bodies are no span attributes "
+        "(they would reach Jaeger too); error events and envelope mode carry them",
+        section="Sentry: transactions",
+        field="request.data*",
+        when=ABSENT,
+        modes=(BRIDGE_OTLP,),
+    ),
+    Reason(
+        "otlp mode (README, One trace context): the email would be a span attribute and "
+        "reach Jaeger too; the transaction has `user.id`, error events the email",
+        section="Sentry: transactions",
+        field="user.email",
+        when=ABSENT,
+        modes=(BRIDGE_OTLP,),
+    ),
+    Reason(
+        "otlp mode (README, One trace context): a span-built transaction's tags are its "
+        "attributes; the server span's `http.*` attributes say it is an HTTP request, no "
+        "`asgi.type` attribute is added",
+        section="Sentry: transactions",
+        field="tags.asgi.type",
+        when=ABSENT,
+        modes=(BRIDGE_OTLP,),
+    ),
+    Reason(
+        "otlp mode (README, One trace context): the span's status is Sentry's `status` "
+        "field, derived by Relay from the OTel status and `http.status_code`; sentry-sdk "
+        "copies it into a `status` tag as well",
+        field="tags.status",
+        when=ABSENT,
+        modes=(BRIDGE_OTLP,),
+    ),
+    Reason(
+        "OTel's SQLAlchemy instrumentation records `db.system`, not the DBAPI driver "
+        "(README, One trace context)",
+        subject="SQL query*",
+        field="data.db.driver.name",
+        when=ABSENT,
+    ),
+    Reason(
+        "one OTel span per Redis command: on a cache key it is the cache span (op "
+        "`cache.*`, the key as description, as sentry-sdk's cache span); the command is "
+        "in `db.statement` and the `redis.command` tag (README, One trace context)",
+        subject="Redis `*` (`db.redis`)",
+        field="description",
+        when=WRONG,
     ),
 )
 

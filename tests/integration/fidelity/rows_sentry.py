@@ -133,11 +133,21 @@ def _doc_rows(
         for config in documents:
             ref = None if config == SENTRY else reference.get(path)
             values = flat[config].get(path)
+            if values is None and config != SENTRY and _has_fields_under(flat[config], path):
+                # A body sentry-sdk sends as one value ("" when it cannot parse a form)
+                # and the bridge as its fields: there, and more of it.
+                cells[config] = Cell(PRESENT, "as fields")
+                continue
             cells[config] = (
                 compared_cell(values, ref, equal) if equal and ref else presence_cell(values, ref)
             )
         report.add(Row(section, subject, f"`{path}`", cells, reference=(SENTRY,)))
     return list(chosen)
+
+
+def _has_fields_under(flat: dict[str, list[Any]], path: str) -> bool:
+    prefix = path + "."
+    return any(key.startswith(prefix) for key in flat)
 
 
 def _delta(reference: dict[str, Any] | None, seen: list[str]) -> list[str]:

@@ -55,11 +55,6 @@ def test_the_committed_table_is_what_the_run_produces(report: Report) -> None:
     assert not diff, f"docs/fidelity.md is out of date: run `{COMMAND}` and commit it\n{diff}"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 11: the bridge's fidelity defects are being fixed; the rows still to fix "
-    "are listed under Summary in docs/fidelity.md",
-)
 def test_the_bridge_delivers_at_least_what_the_native_tools_deliver(report: Report) -> None:
     failing = report.failing()
     listed = "\n".join(
