@@ -29,6 +29,12 @@ from telemetry.tracing.provider import (
     shutdown_within,
     sink_processor,
 )
+from telemetry.tracing.routes import (
+    RouteOf,
+    ServerSpanRoute,
+    native_telemetry_supported,
+    use_native_telemetry,
+)
 from telemetry.tracing.sampling import RouteAwareSampler, RoutePatterns
 from telemetry.tracing.scrubbing import ScrubbingSpanExporter, scrub_span
 
@@ -42,8 +48,10 @@ __all__ = [
     "MonitoredSpanExporter",
     "PropagationTargets",
     "RouteAwareSampler",
+    "RouteOf",
     "RoutePatterns",
     "ScrubbingSpanExporter",
+    "ServerSpanRoute",
     "SinkHealth",
     "SpanAttributeSetter",
     "TelemetryPropagator",
@@ -54,8 +62,10 @@ __all__ = [
     "instrument_fastapi",
     "instrument_libraries",
     "jaeger_exporter",
+    "native_telemetry_supported",
     "safe_exception_text",
     "scrub_span",
     "shutdown_within",
     "sink_processor",
+    "use_native_telemetry",
 ]
