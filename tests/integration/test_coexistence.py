@@ -88,6 +88,8 @@ def test_an_existing_sentry_client_is_adopted_with_its_options(
             "replaced": client is not app_client,
             "old_closed": app_client.transport is None,
             "max_breadcrumbs": client.options["max_breadcrumbs"],
+            "app_integrations": sorted(app_client.integrations),
+            "integrations": sorted(client.integrations),
             "traces": handle.profile.traces_sample_rate,
             "traces_from": handle.profile.traces_rate_source,
             "release": handle.settings.release,
@@ -104,6 +106,10 @@ def test_an_existing_sentry_client_is_adopted_with_its_options(
     assert event["environment"] == "prod-eu"
     assert event["tags"]["app_hook"] == "ran"
     assert result["max_breadcrumbs"] == 7
+    # The app's auto-enabled web integrations would capture and trace a second time.
+    assert "starlette" in result["app_integrations"]
+    assert not {"starlette", "fastapi"} & set(result["integrations"])
+    assert "logging" in result["integrations"]
     assert result["traces"] == 0.25
     assert result["traces_from"] == "SENTRY_TRACES_SAMPLE_RATE"
     assert result["release"] == "shop@9.9.9"  # one release: metrics and baggage too
