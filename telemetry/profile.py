@@ -9,12 +9,89 @@ disagreed between the handle and sentry-sdk).
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from telemetry.settings import Environment, SentryTracesMode, TelemetrySettings
+from pydantic import SecretStr
 
-__all__ = ["Profile", "resolve_profile"]
+from telemetry.dsn import normalise_dsn, parse_dsn
+from telemetry.settings import (
+    Environment,
+    SentryTracesMode,
+    TelemetryConfigError,
+    TelemetrySettings,
+)
+
+__all__ = ["Profile", "adopt_sentry_client", "resolve_profile"]
+
+_ADOPT_HELP = (
+    "either drop it from sentry_sdk.init() and let the bridge configure Sentry, or drop "
+    "the bridge's setting and keep the app's sentry_sdk.init() value"
+)
+
+
+def adopt_sentry_client(
+    settings: TelemetrySettings, options: Mapping[str, Any]
+) -> TelemetrySettings:
+    """The settings once an app's own ``sentry_sdk.init()`` client (its ``options``) is
+    adopted: its DSN, release, environment, error rate, traces rate and ``before_send``
+    are kept. The app's ``sentry_sdk.init()`` is code, so it counts as an explicit
+    argument: where the bridge was configured with a *different* value for the same
+    thing (an argument or a variable), there is no silent winner, setup stops with an
+    error naming both. sentry-sdk fills release and environment itself when not given
+    (git, ``production``), so those two are taken as the client says, never compared.
+    """
+    explicit = settings.model_fields_set
+    update: dict[str, Any] = {}
+    dsn = options.get("dsn")
+    if dsn:
+        try:
+            client_dsn = normalise_dsn(str(dsn))
+            parse_dsn(client_dsn)
+        except ValueError as exc:
+            raise TelemetryConfigError(f"the app's sentry_sdk.init() DSN: {exc}") from None
+        ours = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None
+        if ours is not None and ours != client_dsn:
+            raise TelemetryConfigError(
+                "sentry_sdk.init() was already called with a DSN other than SENTRY_DSN "
+                f"(or sentry_dsn=): one project only; {_ADOPT_HELP}"
+            )
+        update["sentry_dsn"] = SecretStr(client_dsn)
+    rate = options.get("sample_rate")
+    if isinstance(rate, (int, float)):
+        if "errors_sample_rate" in explicit and settings.errors_sample_rate != rate:
+            raise TelemetryConfigError(
+                f"sentry_sdk.init(sample_rate={rate}) and TELEMETRY_ERRORS_SAMPLE_RATE="
+                f"{settings.errors_sample_rate} disagree; {_ADOPT_HELP}"
+            )
+        update["errors_sample_rate"] = float(rate)
+    traces = options.get("traces_sample_rate")
+    if isinstance(traces, (int, float)):
+        # The slot of SENTRY_TRACES_SAMPLE_RATE: below TELEMETRY_TRACES_SAMPLE_RATE and
+        # OTEL_TRACES_SAMPLER, above the profile; the one OTel sampler applies it.
+        given = settings.sentry_traces_sample_rate
+        if given is not None and given != traces:
+            raise TelemetryConfigError(
+                f"sentry_sdk.init(traces_sample_rate={traces}) and SENTRY_TRACES_SAMPLE_RATE="
+                f"{given} disagree; {_ADOPT_HELP}"
+            )
+        update["sentry_traces_sample_rate"] = float(traces)
+    hook = options.get("before_send")
+    if hook is not None:
+        if settings.before_send is not None and settings.before_send is not hook:
+            raise TelemetryConfigError(
+                "sentry_sdk.init(before_send=...) and TelemetrySettings(before_send=...) are "
+                f"two different hooks; {_ADOPT_HELP}"
+            )
+        update["before_send"] = hook
+    release = options.get("release")
+    environment = options.get("environment")
+    return settings.with_sentry_client(
+        update,
+        release=str(release) if release else None,
+        environment=str(environment) if environment else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

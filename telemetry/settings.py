@@ -195,6 +195,11 @@ class TelemetrySettings(BaseSettings):
     propagation_targets: Annotated[list[str], NoDecode] | None = Field(
         None, validation_alias=_env("TELEMETRY_PROPAGATION_TARGETS")
     )
+    #: ``contrib``: opentelemetry-instrumentation-fastapi; ``native``: FastAPI's own
+    #: ``telemetry`` (FastAPI >= 0.142) with the bridge's provider, operation spans kept.
+    fastapi_instrumentation: Literal["contrib", "native"] = Field(
+        "contrib", validation_alias=_env("TELEMETRY_FASTAPI_INSTRUMENTATION")
+    )
     # -- the standard OTel and Sentry variables: below the contract's own names ----------
     sdk_disabled: bool = Field(False, validation_alias=_env("OTEL_SDK_DISABLED"))
     otel_traces_sampler: str | None = Field(None, validation_alias=_env("OTEL_TRACES_SAMPLER"))
@@ -263,6 +268,9 @@ class TelemetrySettings(BaseSettings):
     )
     # Code-only hooks: a callable cannot come from the environment.
     _release_from_sentry: bool = PrivateAttr(False)
+    # What an app's own sentry_sdk.init() client said (adopted by setup_telemetry).
+    _client_release: str | None = PrivateAttr(None)
+    _client_environment: str | None = PrivateAttr(None)
     traces_sampler: TracesSampler | None = Field(None, exclude=True)
     before_send: BeforeSend | None = Field(None, exclude=True)
 
@@ -289,7 +297,7 @@ class TelemetrySettings(BaseSettings):
 
     @field_validator(
         "environment", "sentry_traces", "otel_traces_sampler", "otel_traces_exporter",
-        mode="before",
+        "fastapi_instrumentation", mode="before",
     )  # fmt: skip
     @classmethod
     def _lower(cls, value: Any) -> Any:
@@ -424,8 +432,26 @@ class TelemetrySettings(BaseSettings):
 
     # -- derived values -------------------------------------------------------------
 
+    def with_sentry_client(
+        self, update: Mapping[str, Any], release: str | None, environment: str | None
+    ) -> TelemetrySettings:
+        """A copy with what an app's existing sentry-sdk client decided (``profile``
+        chooses what is taken): its release and environment name the Sentry side."""
+        copy = self.model_copy(update=dict(update))
+        copy._client_release = release or None
+        copy._client_environment = environment or None
+        return copy
+
+    @property
+    def sentry_environment_name(self) -> str:
+        """The environment Sentry events and the trace's baggage carry: the app's own
+        sentry-sdk client's when it was adopted, else the profile's name."""
+        return self._client_environment or self.environment.value
+
     @property
     def release(self) -> str:
+        if self._client_release:
+            return self._client_release
         if self._release_from_sentry and self.sentry_release:
             return self.sentry_release
         return f"{self.service_name}@{self.service_version}"

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,8 +34,14 @@ from telemetry import api
 from telemetry.dsn import parse_dsn
 from telemetry.genai import setup_genai
 from telemetry.logs import install_logging, log_lifecycle
-from telemetry.metrics import TelemetryMetrics, record_breadcrumbs, stop_breadcrumbs
-from telemetry.profile import Profile, resolve_profile
+from telemetry.metrics import (
+    UNMATCHED,
+    RouteResolver,
+    TelemetryMetrics,
+    record_breadcrumbs,
+    stop_breadcrumbs,
+)
+from telemetry.profile import Profile, adopt_sentry_client, resolve_profile
 from telemetry.scrubbing import RouteSecretsMiddleware, ScrubbingPolicy
 from telemetry.sentry import (
     EventScrubber,
@@ -45,6 +52,7 @@ from telemetry.sentry import (
     counting_transport,
     enable_task_capture,
     envelope_span_processor,
+    existing_sentry_options,
     init_sentry,
     profiler_span_attributes,
     sentry_otlp_target,
@@ -63,8 +71,10 @@ from telemetry.tracing import (
     FanOutExporter,
     Instrumented,
     RouteAwareSampler,
+    RouteOf,
     RoutePatterns,
     ScrubbingSpanExporter,
+    ServerSpanRoute,
     SpanAttributeSetter,
     SpanContextAttributes,
     build_propagator,
@@ -74,9 +84,11 @@ from telemetry.tracing import (
     instrument_fastapi,
     instrument_libraries,
     jaeger_exporter,
+    native_telemetry_supported,
     scrub_span,
     shutdown_within,
     sink_processor,
+    use_native_telemetry,
 )
 
 __all__ = ["TelemetryHandle", "setup_telemetry"]
@@ -84,6 +96,9 @@ __all__ = ["TelemetryHandle", "setup_telemetry"]
 logger = logging.getLogger("telemetry")
 _lock = threading.Lock()
 _active: TelemetryHandle | None = None
+#: Providers this library built: the global provider can be set only once per process, so
+#: after a shutdown it is still the old one, which is not an app's provider to join.
+_own_providers: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
 
 #: A placeholder DSN for the file transport: sentry-sdk needs one to be active.
 _FILE_SINK_DSN = "http://local@localhost/0"
@@ -101,6 +116,10 @@ class TelemetryHandle:
     sentry_traces: SentryTracesMode
     instrumented: Instrumented
     apps: list[Any] = field(default_factory=list)
+    #: False when the bridge joined the app's own global ``TracerProvider``: shutdown then
+    #: stops only the bridge's processors (``span_processors``), not the app's provider.
+    owns_provider: bool = True
+    span_processors: list[SpanProcessor] = field(default_factory=list)
     _undo: list[Callable[[], None]] = field(default_factory=list)
     _shut_down: bool = False
 
@@ -133,7 +152,11 @@ class TelemetryHandle:
             return max(0.0, deadline - time.monotonic())
 
         # Spans first: in envelope mode the Sentry arm hands transactions to sentry-sdk.
-        shutdown_within(self.tracer_provider.shutdown, left(), "spans")
+        if self.owns_provider:
+            shutdown_within(self.tracer_provider.shutdown, left(), "spans")
+        else:
+            for processor in self.span_processors:
+                shutdown_within(processor.shutdown, left(), "spans")
         if self.sentry_enabled:
             client = sentry_sdk.get_client()
             sentry_timeout = left()
@@ -157,9 +180,31 @@ class TelemetryHandle:
         if any(existing is app for existing in self.apps):
             return
         excluded = RoutePatterns(self.settings.excluded_routes)
-        instrument_fastapi(app, self.tracer_provider, excluded_urls=excluded.as_url_regexes())
         from starlette.middleware import Middleware
 
+        native = self.settings.fastapi_instrumentation == "native"
+        if native and native_telemetry_supported(app):
+            # FastAPI's own server span (and operation spans) on the bridge's provider.
+            use_native_telemetry(app, self.tracer_provider, is_excluded=excluded.matches)
+        else:
+            if native and _is_fastapi(app):
+                raise TelemetryConfigError(
+                    "TELEMETRY_FASTAPI_INSTRUMENTATION=native needs FastAPI >= 0.142 (its "
+                    "native telemetry); upgrade FastAPI or use contrib"
+                )
+            # Plain Starlette apps have no native telemetry: contrib instruments them.
+            instrument_fastapi(
+                app, self.tracer_provider, excluded_urls=excluded.as_url_regexes()
+            )
+        # One server span per request, mounted FastAPI apps included, whose http.route is
+        # the metrics' route label.
+        app.user_middleware.append(
+            Middleware(
+                ServerSpanRoute,
+                route_of=_route_of(self.metrics),
+                quiet_mounted_apps=not native or not native_telemetry_supported(app),
+            )
+        )
         # Innermost: an exception whose __str__ raises is made describable before any
         # layer (OTel's exception handler, Sentry, logging) formats it.
         app.user_middleware.append(Middleware(ExceptionTextGuard))
@@ -212,6 +257,11 @@ def setup_telemetry(
 
 
 def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHandle:
+    # An app's own sentry_sdk.init() client is adopted (its options kept, the bridge's
+    # added), never silently replaced; conflicting settings stop here with an error.
+    app_sentry = existing_sentry_options()
+    if app_sentry is not None:
+        settings = adopt_sentry_client(settings, app_sentry)
     profile = resolve_profile(settings)
     policy = ScrubbingPolicy.from_lists(
         settings.scrub_fields,
@@ -248,7 +298,7 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
 
     sentry_mode = profile.sentry_traces
     if profile.sentry_enabled:
-        _start_sentry(settings, profile, policy, counters)
+        _start_sentry(settings, profile, policy, counters, app_sentry)
 
     processors: list[SpanProcessor] = []
     if not profile.tracing_enabled:
@@ -322,9 +372,19 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
     # Before any span records an exception: a hostile __str__ must not replace the app's
     # exception, nor a huge message be copied into every span it escapes.
     harden_exception_recording()
-    provider = build_tracer_provider(settings, sampler, processors)
-    if not _global_provider_is_set():
-        trace.set_tracer_provider(provider)
+    app_provider = _app_tracer_provider() if profile.tracing_enabled else None
+    if app_provider is not None:
+        # Join the app's provider: every tracer's spans (third-party instrumentations
+        # included) reach the same scrubbing and sinks. Its sampler and resource stay the
+        # app's: a provider's sampler cannot be swapped (tracers already made keep theirs).
+        provider = app_provider
+        for processor in processors:
+            provider.add_span_processor(processor)
+    else:
+        provider = build_tracer_provider(settings, sampler, processors)
+        _own_providers.add(provider)
+        if not _global_provider_is_set():
+            trace.set_tracer_provider(provider)
     api.bind_tracer(provider.get_tracer("telemetry"))
     try:
         propagator = build_propagator(
@@ -361,14 +421,29 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         sentry_enabled=profile.sentry_enabled,
         sentry_traces=sentry_mode,
         instrumented=instrumented,
+        owns_provider=app_provider is None,
+        span_processors=list(processors),
         _undo=undo,
     )
-    _log_initialized(settings, profile, sentry_mode, processors, instrumented.libraries, metered)
+    _log_initialized(
+        settings,
+        profile,
+        sentry_mode,
+        processors,
+        instrumented.libraries,
+        metered,
+        sentry_client=_sentry_client_line(app_sentry, profile),
+        tracer_provider="app" if app_provider is not None else "own",
+    )
     return handle
 
 
 def _start_sentry(
-    settings: TelemetrySettings, profile: Profile, policy: ScrubbingPolicy, counters: Any
+    settings: TelemetrySettings,
+    profile: Profile,
+    policy: ScrubbingPolicy,
+    counters: Any,
+    app_sentry: dict[str, Any] | None,
 ) -> None:
     excluded = RoutePatterns(settings.excluded_routes)
     scrubber = EventScrubber(policy)
@@ -391,6 +466,7 @@ def _start_sentry(
         before_breadcrumb=scrubber.scrub_breadcrumb,
         transport=transport,
         dsn=dsn,
+        app_options=app_sentry,
     )
 
 
@@ -402,13 +478,44 @@ def _dynamic_sampling_context(
     return DynamicSamplingContext(
         public_key=parse_dsn(settings.sentry_dsn.get_secret_value()).public_key,
         release=settings.release,
-        environment=settings.environment.value,
+        environment=settings.sentry_environment_name,
         sample_rate=profile.traces_sample_rate,
     )
 
 
 def _global_provider_is_set() -> bool:
     return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
+def _app_tracer_provider() -> TracerProvider | None:
+    """The SDK provider the app (or a library) set globally before setup, if any."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider) and provider not in _own_providers:
+        return provider
+    return None
+
+
+def _sentry_client_line(app_sentry: dict[str, Any] | None, profile: Profile) -> str | None:
+    if app_sentry is None:
+        return None
+    if profile.sentry_enabled:
+        return "adopted"
+    return f"app's, left as it was ({profile.sentry_disabled_reason})"
+
+
+def _is_fastapi(app: Any) -> bool:
+    return any(cls.__module__.startswith("fastapi") for cls in type(app).__mro__)
+
+
+def _route_of(metrics: TelemetryMetrics | None) -> RouteOf:
+    """The metrics' route template (the same string as the ``route`` label)."""
+    template = metrics.route_template if metrics is not None else RouteResolver().template
+
+    def route_of(scope: Any, root_path: str, app: Any) -> str | None:
+        route = template(scope, root_path, app)
+        return None if route == UNMATCHED else route
+
+    return route_of
 
 
 def _wrap_outermost(app: Any, wrap: Callable[[Any], Any]) -> None:
@@ -449,6 +556,9 @@ def _log_initialized(
     processors: Sequence[SpanProcessor],
     traced: list[str],
     metered: list[str],
+    *,
+    sentry_client: str | None = None,
+    tracer_provider: str = "own",
 ) -> None:
     sentry = "on" if profile.sentry_enabled else f"off ({profile.sentry_disabled_reason})"
     sentry_host = (
@@ -465,8 +575,19 @@ def _log_initialized(
         sentry_host=sentry_host if profile.sentry_enabled else None,
         sentry_traces=sentry_mode.value,
         tracing="on" if profile.tracing_enabled else "off (OTEL_SDK_DISABLED)",
-        traces=profile.traces_sample_rate if processors else 0.0,
-        traces_from=profile.traces_rate_source,
+        sentry_client=sentry_client,
+        tracer_provider=tracer_provider,
+        traces=(
+            "app's sampler"
+            if tracer_provider == "app"
+            else profile.traces_sample_rate
+            if processors
+            else 0.0
+        ),
+        traces_from=(
+            "existing TracerProvider" if tracer_provider == "app" else profile.traces_rate_source
+        ),
+        fastapi=settings.fastapi_instrumentation,
         profiles=profile.profiles_sample_rate,
         export=settings.export_mode,
         jaeger=(settings.jaeger_traces_endpoint if profile.tracing_enabled else None) or "off",

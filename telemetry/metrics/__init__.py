@@ -2,6 +2,7 @@
 and pipeline health, served on ``/metrics``. Names and labels: ``docs/metrics.md``."""
 
 from telemetry.metrics.asgi import MetricsMiddleware
+from telemetry.metrics.cardinality import UNMATCHED, RouteResolver
 from telemetry.metrics.dependencies import record_breadcrumbs, stop_breadcrumbs
 from telemetry.metrics.exemplars import current_exemplar, kept_exemplar
 from telemetry.metrics.multiprocess import mark_process_dead
@@ -10,8 +11,10 @@ from telemetry.metrics.registry import DEFAULT_APDEX_THRESHOLD_S, TelemetryMetri
 
 __all__ = [
     "DEFAULT_APDEX_THRESHOLD_S",
+    "UNMATCHED",
     "MetricsMiddleware",
     "PipelineMetrics",
+    "RouteResolver",
     "TelemetryMetrics",
     "current_exemplar",
     "kept_exemplar",

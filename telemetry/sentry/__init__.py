@@ -7,7 +7,12 @@ from telemetry.sentry.asgi import (
     enable_task_capture,
 )
 from telemetry.sentry.breadcrumbs import SentryBreadcrumbs
-from telemetry.sentry.client import init_sentry, profiler_span_attributes, sentry_otlp_target
+from telemetry.sentry.client import (
+    existing_sentry_options,
+    init_sentry,
+    profiler_span_attributes,
+    sentry_otlp_target,
+)
 from telemetry.sentry.envelope import envelope_span_processor
 from telemetry.sentry.events import build_before_send
 from telemetry.sentry.scrubbing import EventScrubber
@@ -23,6 +28,7 @@ __all__ = [
     "counting_transport",
     "enable_task_capture",
     "envelope_span_processor",
+    "existing_sentry_options",
     "init_sentry",
     "profiler_span_attributes",
     "recording_transport_class",

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import platform
 import sys
+import weakref
+from collections.abc import Mapping
 from typing import Any, cast
 
 import sentry_sdk
@@ -36,12 +38,47 @@ from telemetry.settings import SentryTracesMode, TelemetrySettings, parse_dsn
 from telemetry.shared import PIPELINE_LOGGERS, OTLPHttpTarget
 
 __all__ = [
+    "existing_sentry_options",
     "init_sentry",
     "profiler_span_attributes",
     "sentry_otlp_target",
 ]
 
 logger = logging.getLogger("telemetry.sentry")
+
+#: Clients this library made: after a shutdown the closed client stays on sentry-sdk's
+#: global scope, and must not be taken for an app's own client by a later setup.
+_own_clients: weakref.WeakSet[Any] = weakref.WeakSet()
+
+#: Options of an app's own client that are kept as they are when it is adopted. The rest
+#: is the bridge's: DSN, release, environment, rates and before_send come back through the
+#: settings (``profile.adopt_sentry_client``); transport, tracing mode, integrations and
+#: the other hooks are merged below.
+_KEPT_OPTIONS = (
+    "dist", "max_breadcrumbs", "attach_stacktrace", "send_default_pii",
+    "in_app_include", "in_app_exclude", "max_value_length", "include_source_context",
+    "add_full_stack", "max_stack_frames", "http_proxy", "https_proxy", "proxy_headers",
+    "ca_certs", "cert_file", "key_file", "keep_alive", "socket_options", "error_sampler",
+    "event_scrubber", "debug",
+)  # fmt: skip
+#: The app's integrations that would instrument a second time what OpenTelemetry (or the
+#: bridge's own logging and asyncio integrations) already does: dropped when adopted.
+_REPLACED_INTEGRATIONS = frozenset({
+    "asgi", "starlette", "fastapi", "stdlib", "httpx", "sqlalchemy", "redis", "asyncio",
+    "logging", "otlp", "opentelemetry", "aiohttp", "requests",
+})  # fmt: skip
+
+
+def existing_sentry_options() -> dict[str, Any] | None:
+    """The options of a sentry-sdk client the app initialised before ``setup_telemetry``
+    (None when there is none, it sends nothing: no DSN or already closed, or it is one
+    this library made)."""
+    client = sentry_sdk.get_client()
+    if not client.is_active() or client in _own_clients:
+        return None
+    if not client.options.get("dsn") or getattr(client, "transport", None) is None:
+        return None
+    return dict(client.options)
 
 
 def sentry_otlp_target(settings: TelemetrySettings) -> OTLPHttpTarget:
@@ -71,8 +108,15 @@ def init_sentry(
     before_breadcrumb: EventHook | None,
     transport: Any,
     dsn: str,
+    app_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Initialise sentry-sdk for errors (and envelope transactions), off the request path."""
+    """Initialise sentry-sdk for errors (and envelope transactions), off the request path.
+
+    ``app_options``: the app's own client (``existing_sentry_options``), adopted: sentry-sdk
+    has no way to add integrations, hooks or a transport to a live client, so it is
+    re-initialised with the app's options merged into the bridge's, and the app's old
+    client is flushed and closed (nothing it queued is lost).
+    """
     from sentry_sdk.integrations.asyncio import AsyncioIntegration
     from sentry_sdk.integrations.stdlib import StdlibIntegration
 
@@ -95,37 +139,51 @@ def init_sentry(
             )
         )
     options: dict[str, Any] = {}
-    if profile.profiles_sample_rate > 0:
+    previous = sentry_sdk.get_client() if app_options is not None else None
+    if app_options is not None:
+        options, integrations, disabled = _merge_app_options(
+            app_options, integrations, disabled, before_send_transaction, before_breadcrumb
+        )
+        before_send_transaction = options.pop("before_send_transaction")
+        before_breadcrumb = options.pop("before_breadcrumb")
+    ignored = list(IGNORED_EXCEPTIONS) + list(options.pop("ignore_errors", ()))
+    profiling = profile.profiles_sample_rate > 0
+    if profiling:
         options.update(
             profile_session_sample_rate=profile.profiles_sample_rate,
             profile_lifecycle="manual",
         )
-    sentry_sdk.init(
-        dsn=dsn,
-        transport=transport,
-        environment=settings.environment.value,
-        release=settings.release,
-        server_name=None,
-        send_default_pii=False,
-        sample_rate=settings.errors_sample_rate,
-        traces_sample_rate=1.0 if mode is SentryTracesMode.ENVELOPE else None,
-        instrumenter="otel" if mode is SentryTracesMode.ENVELOPE else "sentry",
-        integrations=integrations,
-        disabled_integrations=disabled,
-        auto_enabling_integrations=False,
-        default_integrations=True,
-        before_send=cast(Any, before_send),
-        before_send_transaction=cast(Any, before_send_transaction),
-        before_breadcrumb=before_breadcrumb,
-        ignore_errors=list(IGNORED_EXCEPTIONS),
-        max_request_body_size="never",
-        include_local_variables=True,
-        shutdown_timeout=settings.shutdown_timeout_seconds,
+    init_options: dict[str, Any] = {
+        "dsn": dsn,
+        "transport": transport,
+        "environment": settings.sentry_environment_name,
+        "release": settings.release,
+        "server_name": None,
+        "send_default_pii": False,
+        "sample_rate": settings.errors_sample_rate,
+        "traces_sample_rate": 1.0 if mode is SentryTracesMode.ENVELOPE else None,
+        "instrumenter": "otel" if mode is SentryTracesMode.ENVELOPE else "sentry",
+        "integrations": integrations,
+        "disabled_integrations": disabled,
+        "auto_enabling_integrations": False,
+        "default_integrations": True,
+        "before_send": cast(Any, before_send),
+        "before_send_transaction": cast(Any, before_send_transaction),
+        "before_breadcrumb": before_breadcrumb,
+        "ignore_errors": ignored,
+        "max_request_body_size": "never",
+        "include_local_variables": True,
+        "shutdown_timeout": settings.shutdown_timeout_seconds,
         # The OTel sampler is the only one: sentry-sdk's backpressure monitor would
         # down-sample transactions (and so traces) whenever its queue fills.
-        enable_backpressure_handling=False,
-        **options,
-    )
+        "enable_backpressure_handling": False,
+    }
+    # The app's kept options (adopted client) and the profiler's.
+    init_options.update(options)
+    sentry_sdk.init(**init_options)
+    _own_clients.add(sentry_sdk.get_client())
+    if previous is not None and previous.is_active():
+        previous.close(timeout=min(2.0, settings.shutdown_timeout_seconds))
     if mode is SentryTracesMode.ENVELOPE:
         from sentry_sdk.scope import register_external_propagation_context
 
@@ -134,10 +192,56 @@ def init_sentry(
     remember_failing_spans()
     _add_runtime_context()
     mark_dedupe_drops(mark_suppressed)
-    if options:
+    if profiling:
         from sentry_sdk.profiler import start_profiler
 
         start_profiler()
+
+
+def _merge_app_options(
+    app: Mapping[str, Any],
+    integrations: list[Integration],
+    disabled: list[type[Integration]],
+    before_send_transaction: EventHook | None,
+    before_breadcrumb: EventHook | None,
+) -> tuple[dict[str, Any], list[Integration], list[type[Integration]]]:
+    from sentry_sdk.consts import DEFAULT_OPTIONS
+
+    kept = {
+        key: app[key]
+        for key in _KEPT_OPTIONS
+        if key in app and key in DEFAULT_OPTIONS and app[key] != DEFAULT_OPTIONS[key]
+    }
+    ours = {i.identifier for i in integrations}
+    merged = list(integrations) + [
+        i
+        for i in app.get("integrations") or ()
+        if getattr(i, "identifier", None) not in _REPLACED_INTEGRATIONS | ours
+    ]
+    disabled = list(disabled) + [
+        d for d in app.get("disabled_integrations") or () if d not in disabled
+    ]
+    kept["before_send_transaction"] = _then(
+        app.get("before_send_transaction"), before_send_transaction
+    )
+    kept["before_breadcrumb"] = _then(app.get("before_breadcrumb"), before_breadcrumb)
+    kept["ignore_errors"] = list(app.get("ignore_errors") or ())
+    return kept, merged, disabled
+
+
+def _then(first: Any, second: EventHook | None) -> Any:
+    """The app's hook first, then the bridge's (scrubbing last: what the app's hook adds is
+    scrubbed too)."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+
+    def chained(event: Any, hint: Any) -> Any:
+        event = first(event, hint)
+        return None if event is None else second(event, hint)
+
+    return chained
 
 
 _runtime_context_added = False

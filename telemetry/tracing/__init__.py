@@ -31,6 +31,12 @@ from telemetry.tracing.provider import (
     shutdown_within,
     sink_processor,
 )
+from telemetry.tracing.routes import (
+    RouteOf,
+    ServerSpanRoute,
+    native_telemetry_supported,
+    use_native_telemetry,
+)
 from telemetry.tracing.sampling import RouteAwareSampler, RoutePatterns
 from telemetry.tracing.scrubbing import ScrubbingSpanExporter, scrub_span
 
@@ -44,8 +50,10 @@ __all__ = [
     "MonitoredSpanExporter",
     "PropagationTargets",
     "RouteAwareSampler",
+    "RouteOf",
     "RoutePatterns",
     "ScrubbingSpanExporter",
+    "ServerSpanRoute",
     "SinkHealth",
     "SpanAttributeSetter",
     "SpanContextAttributes",
@@ -58,8 +66,10 @@ __all__ = [
     "instrument_fastapi",
     "instrument_libraries",
     "jaeger_exporter",
+    "native_telemetry_supported",
     "safe_exception_text",
     "scrub_span",
     "shutdown_within",
     "sink_processor",
+    "use_native_telemetry",
 ]
