@@ -21,9 +21,10 @@ from tests.support.failing_sockets import (
     Endpoint,
     blackhole_listener,
     refused_port,
+    slow_drip_server,
     slow_http_server,
 )
-from tests.support.net import LOOPBACK, QuietThreadingHTTPServer
+from tests.support.net import LOOPBACK, QuietThreadingHTTPServer, poll_until
 from tests.support.otlp_receiver import OTLPReceiver
 
 
@@ -183,3 +184,46 @@ def test_one_sink_black_holed_does_not_hold_back_the_other(
             time.sleep(settings.export_timeout_seconds + 1)
             assert metric_value(url, "telemetry_spans_failed_total", sink="sentry") > 0
             assert metric_value(url, "telemetry_spans_exported_total", sink="jaeger") >= 5
+
+
+def test_a_slow_drip_sink_cannot_stretch_exports_or_shutdown(
+    postgres_url: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Jaeger, Sentry's OTLP endpoint and Sentry's envelopes all on a sink that answers one
+    byte every 0.1 s (each read well within any read timeout): every export request ends at
+    the export timeout, the shutdown at its own deadline, each failure is logged once."""
+    with (
+        slow_drip_server(0.1) as drip,
+        caplog.at_level(logging.WARNING, logger="telemetry"),
+    ):
+        settings = failing_settings(drip, export_timeout_seconds=1.0, shutdown_timeout_seconds=3.0)
+        with running_service(settings, postgres_url, redis_url) as (url, handle, _):
+            latencies(url, 20)
+            started = time.monotonic()
+            # Batches leave every second; each request is cut at 1 s and counted failed.
+            # Without a total deadline the first request would hold each sender for good.
+            for sink in ("jaeger", "sentry"):
+                poll_until(
+                    lambda sink=sink: metric_value(url, "telemetry_spans_failed_total", sink=sink),
+                    10,
+                    describe=f"a failed export counted for {sink}",
+                )
+            first_failure_s = time.monotonic() - started
+            latencies(url, 20)  # more batches queued behind the drip
+            assert call("GET", f"{url}/api/v1/crash")[0] == 500  # an event for the drip too
+            started = time.monotonic()
+            handle.shutdown()
+            shutdown_s = time.monotonic() - started
+        cut = drip.requests
+    messages = [r.getMessage() for r in caplog.records]
+    # The spans step ends within the export timeout (each request cut, what is left queued
+    # dropped), so it never times out; sentry-sdk's own transport, which has no total
+    # deadline, may use what the spans step left, and is abandoned at the shutdown deadline.
+    assert not [m for m in messages if "telemetry_shutdown_timeout step=spans" in m], messages
+    for step in ("spans", "sentry"):
+        assert sum(f"telemetry_shutdown_timeout step={step}" in m for m in messages) <= 1
+    for sink in ("jaeger", "sentry"):
+        assert sum(f"telemetry_sink_failing sink={sink}" in m for m in messages) == 1, messages
+    assert cut >= 2
+    assert first_failure_s < 1.0 + 1.0 + 3.0, first_failure_s  # batch delay + timeout + slack
+    assert shutdown_s < settings.shutdown_timeout_seconds + 1.0, shutdown_s
