@@ -26,6 +26,7 @@ from tests.support.failing_sockets import (
 )
 from tests.support.net import LOOPBACK, QuietThreadingHTTPServer, poll_until
 from tests.support.otlp_receiver import OTLPReceiver
+from tests.support.sentry_receiver import SentryReceiver
 
 
 @contextmanager
@@ -227,3 +228,68 @@ def test_a_slow_drip_sink_cannot_stretch_exports_or_shutdown(
     assert cut >= 2
     assert first_failure_s < 1.0 + 1.0 + 3.0, first_failure_s  # batch delay + timeout + slack
     assert shutdown_s < settings.shutdown_timeout_seconds + 1.0, shutdown_s
+
+
+class SentryReceiverOnPort(SentryReceiver):
+    """Sentry's ingestion started on a given port: Sentry coming back where it was."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.fixed_port = port
+
+    def start(self) -> None:
+        import threading
+
+        self._server = QuietThreadingHTTPServer((LOOPBACK, self.fixed_port), self._handler_class)
+        self._server.owner = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+
+def test_urllib3_retry_chatter_while_sentry_refuses_is_one_line_per_failure_period(
+    postgres_url: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sentry-sdk's transport retries each request 3 times through urllib3, which logs a
+    ``Retrying`` warning each time: 3 lines per error event while Sentry refuses. They go
+    to the pipeline's once-per-failure line instead; the lost events are still counted."""
+    errors = 15
+    with refused_port() as endpoint:
+        settings = failing_settings(endpoint, sentry_traces="off")
+    with (
+        caplog.at_level(logging.WARNING),
+        running_service(settings, postgres_url, redis_url) as (url, handle, _),
+    ):
+        for _ in range(errors):
+            assert call("GET", f"{url}/api/v1/crash")[0] == 500
+        lost = poll_until(
+            lambda: (
+                metric_value(
+                    url,
+                    "telemetry_sentry_events_dropped_total",
+                    reason="network_error",
+                    kind="error",
+                )
+                >= errors
+            ),
+            10,
+            describe="every error event counted lost",
+        )
+        assert lost
+        with SentryReceiverOnPort(endpoint.port) as sentry:
+            assert call("GET", f"{url}/api/v1/crash")[0] == 500
+            handle.force_flush(5)
+            sentry.wait_for("event")
+            poll_until(
+                lambda: any(
+                    "telemetry_sink_recovered sink=sentry-events" in m for m in caplog.messages
+                ),
+                5,
+                describe="the recovered line",
+            )
+    messages = [r.getMessage() for r in caplog.records]
+    retrying = [m for m in messages if m.startswith("Retrying (")]
+    assert retrying == [], f"{len(retrying)} urllib3 retry lines, e.g. {retrying[:1]}"
+    failing = [m for m in messages if "telemetry_sink_failing sink=sentry-events" in m]
+    assert len(failing) == 1, messages
+    assert "Connection refused" in failing[0] or "NewConnectionError" in failing[0], failing
+    assert sum("telemetry_sink_recovered sink=sentry-events" in m for m in messages) == 1
