@@ -73,10 +73,16 @@ class _InFlight:
         sock = getattr(self.connection, "sock", None)
         if sock is None:
             return
+        # TLS in a TLS proxy tunnel: urllib3's SSLTransport wraps the socket.
+        raw = sock if isinstance(sock, socket.socket) else getattr(sock, "socket", None)
+        if not isinstance(raw, socket.socket):
+            return
         self.cuts += 1
-        # Wakes a read blocked in another thread (close() alone would not, on Linux).
+        # Wakes a read blocked in another thread (close() alone would not, on Linux). The
+        # plain socket's shutdown: ``SSLSocket.shutdown`` would also drop its TLS state
+        # under the reading thread's feet; this way the TLS read just meets EOF.
         with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+            socket.socket.shutdown(raw, socket.SHUT_RDWR)
 
 
 #: The ``_InFlight`` of the sender running on this thread (one thread per sender).
@@ -254,7 +260,11 @@ class _Sender:
 
     def _send(self, body: bytes, timeout_s: float) -> int | None:
         try:
-            response = self.session.post(self.target.endpoint, data=body, timeout=timeout_s)
+            # ``verify`` per request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the
+            # environment override a session's ``verify``, and so the sink's own CA bundle.
+            response = self.session.post(
+                self.target.endpoint, data=body, timeout=timeout_s, verify=self.target.verify
+            )
         except requests.RequestException as exc:
             logger.debug("sink %s unreachable: %r", self.target.sink, exc)
             return None
