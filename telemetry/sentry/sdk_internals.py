@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
@@ -81,13 +82,15 @@ def counting_transport_class(
     base: type[Transport] = HttpTransport,
     deliberate: Callable[[], bool] = lambda: False,
     health: FailureLog | None = None,
+    around_send: Callable[[], AbstractContextManager[object]] | None = None,
 ) -> type[Transport]:
     """A transport class reporting each envelope item the server accepted
     (``on_sent(kind, count)``) and each one sentry-sdk gave up on
     (``on_lost(kind, reason, count)``). A drop by a processor or ``before_send`` that
     ``deliberate()`` says was a filter (a duplicate, an excluded route) is no loss.
     ``health`` hears of each request that failed (network error, error status) and each
-    one the server accepted, for its once-per-failure log line."""
+    one the server accepted, for its once-per-failure log line; ``around_send()`` is
+    entered around each envelope's request, on the thread that sends it."""
 
     class CountingTransport(base):  # type: ignore[valid-type,misc]
         # Transactions (and profile chunks) get a queue of their own: at load they would
@@ -120,6 +123,12 @@ def counting_transport_class(
                 self.on_dropped_event("full_queue")
                 for item in envelope.items:
                     self.record_lost_event("queue_overflow", item=item)
+
+        def _send_envelope(self, envelope: Any) -> Any:
+            if around_send is None:
+                return super()._send_envelope(envelope)
+            with around_send():
+                return super()._send_envelope(envelope)
 
         def flush(self, timeout: float, callback: Any = None) -> None:
             # One deadline for both queues: errors first, then what time is left.

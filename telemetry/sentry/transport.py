@@ -4,19 +4,23 @@ and its failures logged once per failure period, urllib3's retry chatter include
 
 While Sentry refuses connections, urllib3 (under sentry-sdk's transport, 3 retries a
 request) logs a ``Retrying (...) after connection broken by ...`` warning per retry: three
-lines per error event, hundreds a minute under load. Those records, when they come from
-sentry-sdk's worker threads, are taken off the log and folded into the transport's
-``FailureLog``: one ``telemetry_sink_failing sink=sentry-events`` line (carrying the first
-retry's reason) when sending starts failing, one ``telemetry_sink_recovered`` when the
-server accepts again. The lost events are counted as before, in
-``telemetry_sentry_events_dropped_total{reason="network_error"}``. urllib3 records of the
-application's own threads are left alone.
+lines per error event, hundreds a minute under load. Those records, when they are logged
+while this transport sends an envelope (on the sending thread), are taken off the log and
+folded into the transport's ``FailureLog``: one ``telemetry_sink_failing
+sink=sentry-events`` line (carrying the first retry's reason) when sending starts failing,
+one ``telemetry_sink_recovered`` when the server accepts again. The lost events are counted
+as before, in ``telemetry_sentry_events_dropped_total{reason="network_error"}``. urllib3
+records of anything else (the application's own requests, another transport) are left
+alone, so the filter stays on urllib3's logger once installed: it is inert outside this
+transport's sends, including the last ones sentry-sdk makes after shutdown gave up on it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from sentry_sdk.transport import HttpTransport, Transport
@@ -31,29 +35,33 @@ logger = logging.getLogger("telemetry.pipeline")
 
 #: The sink name of error events (and envelopes) in the failing/recovered log lines.
 EVENTS_SINK = "sentry-events"
-#: sentry-sdk's transport threads (``BackgroundWorker``, the errors' and the bulk queue).
-_SENTRY_THREAD_PREFIX = "sentry-sdk."
 _RETRY_LOGGER = "urllib3.connectionpool"
 
 
 class RetryChatter(logging.Filter):
-    """On urllib3's connection-pool logger: urllib3's ``Retrying`` warnings from
-    sentry-sdk's threads go to a ``FailureLog`` (first cause in its one line) instead of the
-    log. ``absorbed`` counts them."""
+    """On urllib3's connection-pool logger: urllib3's ``Retrying`` warnings logged while a
+    counting transport sends (``routing(health)`` on the sending thread) go to its
+    ``FailureLog`` (first cause in its one line) instead of the log. ``absorbed`` counts
+    them."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.health: FailureLog | None = None
         self.absorbed = 0
+        self._sending = threading.local()
         self._lock = threading.Lock()
 
+    @contextlib.contextmanager
+    def routing(self, health: FailureLog) -> Iterator[None]:
+        previous = getattr(self._sending, "health", None)
+        self._sending.health = health
+        try:
+            yield
+        finally:
+            self._sending.health = previous
+
     def filter(self, record: logging.LogRecord) -> bool:
-        health = self.health
-        if (
-            health is None
-            or not str(record.threadName or "").startswith(_SENTRY_THREAD_PREFIX)
-            or not str(record.msg).startswith("Retrying (")
-        ):
+        health: FailureLog | None = getattr(self._sending, "health", None)
+        if health is None or not str(record.msg).startswith("Retrying ("):
             return True
         with self._lock:
             self.absorbed += 1
@@ -85,20 +93,14 @@ def counting_transport(
         base,
         deliberate=take_suppressed,
         health=health,
+        around_send=lambda: RETRY_CHATTER.routing(health),
     )
 
     class QuietRetriesTransport(counting):  # type: ignore[valid-type,misc]
         def __init__(self, options: Any = None) -> None:
             super().__init__(options)
-            RETRY_CHATTER.health = health
             retry_logger = logging.getLogger(_RETRY_LOGGER)
             if RETRY_CHATTER not in retry_logger.filters:
                 retry_logger.addFilter(RETRY_CHATTER)
-
-        def kill(self) -> Any:
-            if RETRY_CHATTER.health is health:
-                RETRY_CHATTER.health = None
-                logging.getLogger(_RETRY_LOGGER).removeFilter(RETRY_CHATTER)
-            return super().kill()
 
     return QuietRetriesTransport

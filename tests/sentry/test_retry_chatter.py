@@ -1,4 +1,4 @@
-"""urllib3's retry warnings from sentry-sdk's transport threads become the transport's one
+"""urllib3's retry warnings logged while the counting transport sends become its one
 failing line; the application's own urllib3 warnings are left alone. ``FailureLog``: one
 line when failing starts, one at recovery, a flapping sink reported once per quiet period."""
 
@@ -15,38 +15,40 @@ from telemetry.shared import FailureLog
 RETRY = "Retrying (%r) after connection broken by '%r': %s"
 
 
-def retry_record(thread: str) -> logging.LogRecord:
-    record = logging.LogRecord(
+def retry_record() -> logging.LogRecord:
+    return logging.LogRecord(
         "urllib3.connectionpool", logging.WARNING, __file__, 1, RETRY,
         ("Retry(total=2)", "ConnectionRefusedError(111)", "/api/1/envelope/"), None,
     )  # fmt: skip
-    record.threadName = thread
-    return record
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "test.health"]
 
 
-def test_sentry_threads_retries_are_one_line_app_threads_are_untouched(
+def test_retries_while_the_transport_sends_are_one_line_the_rest_untouched(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     chatter = RetryChatter()
-    assert chatter.filter(retry_record("sentry-sdk.BackgroundWorker")), "inert without a log"
+    assert chatter.filter(retry_record()), "inert outside a send"
     health = FailureLog(
         "sentry-events", "lost events are counted", logging.getLogger("test.health")
     )
-    chatter.health = health
-    with caplog.at_level(logging.WARNING, logger="test.health"):
-        kept = [chatter.filter(retry_record("sentry-sdk.BackgroundWorker")) for _ in range(9)]
+    elsewhere: list[bool] = []
+    with caplog.at_level(logging.WARNING, logger="test.health"), chatter.routing(health):
+        kept = [chatter.filter(retry_record()) for _ in range(9)]
         assert kept == [False] * 9 and chatter.absorbed == 9
-        assert chatter.filter(retry_record("MainThread")), "the app's own retries stay"
+        # Another thread meanwhile (the application's own urllib3 calls) is left alone.
+        app = threading.Thread(target=lambda: elsewhere.append(chatter.filter(retry_record())))
+        app.start()
+        app.join()
         other = logging.LogRecord(
             "urllib3.connectionpool", logging.WARNING, __file__, 1, "Connection pool is full",
             (), None,
         )  # fmt: skip
-        other.threadName = "sentry-sdk.BackgroundWorker"
         assert chatter.filter(other), "only retry chatter is folded"
+    assert elsewhere == [True]
+    assert chatter.filter(retry_record()), "inert again after the send"
     [failing] = lines(caplog)
     assert failing.startswith("telemetry_sink_failing sink=sentry-events: lost events are counted")
     assert "ConnectionRefusedError(111)" in failing
