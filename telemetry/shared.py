@@ -1,10 +1,14 @@
 """What more than one concern must spell the same way: span attributes one part sets and
 another reads, the pipeline's own loggers, the ASGI callable types, the counters the export
 pipeline reports to (``metrics`` implements them) and the description of an OTLP/HTTP span
-sink (``sentry`` describes its own, ``tracing`` sends to it)."""
+sink (``sentry`` describes its own, ``tracing`` sends to it), and the once-per-failure log
+line of a sink (``FailureLog``: spans and Sentry events fail and recover the same way)."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,6 +21,7 @@ __all__ = [
     "REPORTED_EVENT_ATTRIBUTE",
     "TRANSACTION_ATTRIBUTE",
     "ASGIApp",
+    "FailureLog",
     "Message",
     "NullCounters",
     "OTLPHttpTarget",
@@ -103,3 +108,53 @@ class OTLPHttpTarget:
     verify: str | bool = True
     #: mTLS client certificate and key paths (``OTEL_EXPORTER_OTLP_CLIENT_*``).
     client_cert: tuple[str, str] | None = None
+
+
+class FailureLog:
+    """One warning when a sink starts failing and one when it recovers, instead of one per
+    failed request (or per retry): ``telemetry_sink_failing sink=<sink>: <counted> until it
+    recovers`` and ``telemetry_sink_recovered sink=<sink>``. A flapping sink is reported
+    failing at most once per ``quiet_period_s``. What failed is counted in ``/metrics`` by
+    the caller; this is only the log line."""
+
+    def __init__(
+        self, sink: str, counted: str, logger: logging.Logger, quiet_period_s: float = 60.0
+    ) -> None:
+        self.sink = sink
+        self.counted = counted
+        self.logger = logger
+        self.quiet_period_s = quiet_period_s
+        self.failing = False
+        self.reported_failing = False
+        self.last_report = -float("inf")
+        self._lock = threading.Lock()
+
+    def failed(self, cause: str = "") -> None:
+        if self.failing:  # the common case while a sink is down: no lock, no line
+            return
+        with self._lock:
+            if self.failing:
+                return
+            self.failing = True
+            now = time.monotonic()
+            if self.reported_failing or now - self.last_report < self.quiet_period_s:
+                return
+            self.reported_failing = True
+            self.last_report = now
+        self.logger.warning(
+            "telemetry_sink_failing sink=%s: %s until it recovers%s",
+            self.sink,
+            self.counted,
+            f" ({cause})" if cause else "",
+        )
+
+    def succeeded(self) -> None:
+        if not self.failing:
+            return
+        with self._lock:
+            if not self.failing:
+                return
+            self.failing = False
+            reported, self.reported_failing = self.reported_failing, False
+        if reported:
+            self.logger.warning("telemetry_sink_recovered sink=%s", self.sink)

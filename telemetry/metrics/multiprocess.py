@@ -25,9 +25,20 @@ samples. One endpoint, one scrape target, correct totals, and exemplars from eve
 at most ``flush_interval_s`` old. The cost is one small file write per worker per second
 under traffic (the map is bounded by the series count, which the label guard bounds).
 
+Dead workers: the in-progress gauge is ``livesum``, so a worker's share of it lives in its own
+``gauge_livesum_<pid>.db`` file, which :func:`mark_process_dead` removes. A worker that exits
+cleanly, or whose death gunicorn's ``child_exit`` hook reports, is forgotten that way; but a
+SIGKILLed or OOM-killed worker under ``uvicorn --workers`` reports nothing, and the requests it
+was serving would stay in progress forever. So every scrape first sweeps the directory: a pid
+owning live-gauge or exemplar files that is no longer running (or is a zombie its parent has
+not reaped yet) is marked dead (:func:`sweep_dead_workers`). Its counters and histograms stay
+summed, as they must. The sweep assumes every writer of the directory runs in this process's
+pid namespace (one directory per pod or container, the usual layout); pass ``sweep=False`` to
+``MultiProcessExemplarCollector`` where it does not hold.
+
 Operational notes: empty ``PROMETHEUS_MULTIPROC_DIR`` before the workers start (stale files
 of an earlier run would be summed in), and from gunicorn's ``child_exit`` hook call
-:func:`mark_process_dead` so a recycled worker's live gauges and exemplar file go away.
+:func:`mark_process_dead` so a recycled worker's live gauges and exemplar file go away at once.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -48,6 +60,8 @@ from prometheus_client.utils import floatToGoString
 from telemetry.metrics.prometheus_internals import multiprocess_values
 
 _FILE_PREFIX = "telemetry_exemplars_"
+#: Files that belong to one live process: prometheus-client's live gauges and our exemplars.
+_PER_PROCESS_FILE = re.compile(r"^(?:gauge_live[a-z]+|telemetry_exemplars)_(\d+)\.(?:db|json)$")
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
@@ -174,11 +188,15 @@ def _read(path: str) -> Iterable[tuple[SampleKey, Exemplar]]:
 class MultiProcessExemplarCollector:
     """``MultiProcessCollector`` totals with the workers' shared exemplars attached."""
 
-    def __init__(self, directory: str, store: ExemplarStore) -> None:
+    def __init__(self, directory: str, store: ExemplarStore, *, sweep: bool = True) -> None:
         self._collector = multiprocess.MultiProcessCollector(None, path=directory)
+        self._directory = directory
         self._store = store
+        self._sweep = sweep
 
     def collect(self) -> Iterable[Metric]:
+        if self._sweep:
+            sweep_dead_workers(self._directory)
         exemplars = self._store.merged()
         metrics = list(self._collector.collect())
         if not exemplars:
@@ -201,6 +219,50 @@ def mark_process_dead(pid: int, directory: str | None = None) -> None:
     directory = directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
         return
-    multiprocess.mark_process_dead(pid, directory)
+    for _ in range(3):
+        try:
+            multiprocess.mark_process_dead(pid, directory)
+            break
+        except FileNotFoundError:
+            continue  # another worker's sweep removed a file first: look again
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(directory, f"{_FILE_PREFIX}{pid}.json"))
+
+
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie is not: it died, unreaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: running
+    except OSError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return True  # no procfs (or it just exited): os.kill said running
+    # "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ")".
+    fields = stat.rpartition(b")")[2].split()
+    return not fields or fields[0] not in (b"Z", b"X")
+
+
+def sweep_dead_workers(directory: str) -> list[int]:
+    """Mark dead (:func:`mark_process_dead`) every pid that owns live-gauge or exemplar files
+    in ``directory`` and no longer runs; returns those pids."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    own = os.getpid()
+    pids = set()
+    for name in names:
+        match = _PER_PROCESS_FILE.match(name)
+        if match is not None:
+            pids.add(int(match.group(1)))
+    dead = sorted(pid for pid in pids if pid != own and not process_running(pid))
+    for pid in dead:
+        mark_process_dead(pid, directory)
+    return dead

@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 from sentry_sdk.transport import HttpTransport, Transport
 from sentry_sdk.utils import capture_internal_exceptions
+
+from telemetry.shared import FailureLog
 
 __all__ = [
     "clear_transaction_name",
@@ -87,11 +90,16 @@ def counting_transport_class(
     on_lost: Callable[[str, str, int], None],
     base: type[Transport] = HttpTransport,
     deliberate: Callable[[], bool] = lambda: False,
+    health: FailureLog | None = None,
+    around_send: Callable[[], AbstractContextManager[object]] | None = None,
 ) -> type[Transport]:
     """A transport class reporting each envelope item the server accepted
     (``on_sent(kind, count)``) and each one sentry-sdk gave up on
     (``on_lost(kind, reason, count)``). A drop by a processor or ``before_send`` that
-    ``deliberate()`` says was a filter (a duplicate, an excluded route) is no loss."""
+    ``deliberate()`` says was a filter (a duplicate, an excluded route) is no loss.
+    ``health`` hears of each request that failed (network error, error status) and each
+    one the server accepted, for its once-per-failure log line; ``around_send()`` is
+    entered around each envelope's request, on the thread that sends it."""
 
     class CountingTransport(base):  # type: ignore[valid-type,misc]
         # Transactions (and profile chunks) get a queue of their own: at load they would
@@ -125,6 +133,12 @@ def counting_transport_class(
                 for item in envelope.items:
                     self.record_lost_event("queue_overflow", item=item)
 
+        def _send_envelope(self, envelope: Any) -> Any:
+            if around_send is None:
+                return super()._send_envelope(envelope)
+            with around_send():
+                return super()._send_envelope(envelope)
+
         def flush(self, timeout: float, callback: Any = None) -> None:
             # One deadline for both queues: errors first, then what time is left.
             deadline = time.monotonic() + timeout
@@ -140,9 +154,12 @@ def counting_transport_class(
             return super().kill()
 
         def _handle_response(self, response: Any, envelope: Any) -> None:
-            if envelope is not None and 200 <= response.status < 300:
-                for item in envelope.items:
-                    on_sent(item.data_category or item.type or "unknown", 1)
+            if 200 <= response.status < 300:
+                if health is not None:
+                    health.succeeded()
+                if envelope is not None:
+                    for item in envelope.items:
+                        on_sent(item.data_category or item.type or "unknown", 1)
             super()._handle_response(response=response, envelope=envelope)
 
         def record_lost_event(
@@ -154,6 +171,8 @@ def counting_transport_class(
             quantity: int = 1,
         ) -> None:
             kind = (item.data_category if item is not None else data_category) or "unknown"
+            if reason == "network_error" and health is not None:
+                health.failed()  # sentry-sdk's reason for refused, unreachable and 5xx alike
             if not (reason in ("event_processor", "before_send") and deliberate()):
                 on_lost(str(kind), reason, quantity)
             super().record_lost_event(reason, data_category, item, quantity=quantity)

@@ -9,21 +9,34 @@ what receivers take (OTLP receivers commonly refuse bodies above 4 MiB).
 Each sender has its own thread and its own bounded queue, so a sink that is down,
 black-holed or slow delays only itself: its queue fills, and what falls out of it is
 counted as dropped for that sink alone.
+
+Each request has a total deadline (the export timeout, retries included). requests'
+timeout bounds each socket read, not the request: a sink that drips a byte before every
+read timeout would hold a sender (and the shutdown waiting on it) for as long as it drips.
+So the connection a request uses is known to its sender (``_InFlight``) and a timer cuts
+it (``shutdown(SHUT_RDWR)`` on its socket) when the deadline passes; the blocked read
+returns, the request fails, and the batch is counted as failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import requests
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from telemetry.shared import OTLPHttpTarget, PipelineCounters
 from telemetry.tracing.health import SinkHealth
@@ -38,6 +51,103 @@ DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 #: Fast levels compress OTLP nearly as well as 9 at a fraction of the CPU.
 _GZIP_LEVEL = 5
 _BACKOFF_S = (0.5, 1.0)
+
+
+class _InFlight:
+    """The connection a sender's request is using right now, so that a timer can cut it
+    at the request's deadline (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.connection: Any = None
+        #: The deadline passed: a connection tracked from now on is cut as soon as it has
+        #: a socket (the timer may fire between two connections).
+        self.expired = False
+        self.cuts = 0
+
+    def start(self) -> None:
+        self.connection = None
+        self.expired = False
+
+    def cut(self) -> None:
+        self.expired = True
+        sock = getattr(self.connection, "sock", None)
+        if sock is None:
+            return
+        # TLS in a TLS proxy tunnel: urllib3's SSLTransport wraps the socket.
+        raw = sock if isinstance(sock, socket.socket) else getattr(sock, "socket", None)
+        if not isinstance(raw, socket.socket):
+            return
+        self.cuts += 1
+        # Wakes a read blocked in another thread (close() alone would not, on Linux). The
+        # plain socket's shutdown: ``SSLSocket.shutdown`` would also drop its TLS state
+        # under the reading thread's feet; this way the TLS read just meets EOF.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(raw, socket.SHUT_RDWR)
+
+
+#: The ``_InFlight`` of the sender running on this thread (one thread per sender).
+_current = threading.local()
+
+
+def _track(connection: Any) -> None:
+    in_flight = getattr(_current, "in_flight", None)
+    if in_flight is not None:
+        in_flight.connection = connection
+
+
+def _cut_if_expired() -> None:
+    in_flight = getattr(_current, "in_flight", None)
+    if in_flight is not None and in_flight.expired:
+        in_flight.cut()
+
+
+class _TrackedHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        _track(self)
+        super().connect()
+        _cut_if_expired()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _track(self)
+        super().request(*args, **kwargs)
+        _cut_if_expired()
+
+
+class _TrackedHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        _track(self)
+        super().connect()
+        _cut_if_expired()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _track(self)
+        super().request(*args, **kwargs)
+        _cut_if_expired()
+
+
+class _TrackedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+
+class _TrackedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+_TRACKED_POOLS = {"http": _TrackedHTTPConnectionPool, "https": _TrackedHTTPSConnectionPool}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter, with connections the sender's deadline timer can cut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _TRACKED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools are urllib3's own
+            manager.pool_classes_by_scheme = _TRACKED_POOLS
+        return manager
 
 
 class _Sender:
@@ -56,7 +166,11 @@ class _Sender:
         self.health = SinkHealth(target.sink, counters)
         self.max_queued_spans = max_queued_spans
         self.timeout_s = timeout_s
+        self.in_flight = _InFlight()
         self.session = requests.Session()
+        adapter = _DeadlineAdapter()
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.headers.update(
             {"Content-Type": "application/x-protobuf", **dict(target.headers)}
         )
@@ -90,6 +204,7 @@ class _Sender:
             self._condition.notify()
 
     def _run(self) -> None:
+        _current.in_flight = self.in_flight
         while True:
             with self._condition:
                 while not self._queue and not self._stopping:
@@ -109,7 +224,9 @@ class _Sender:
     def _post(self, body: bytes, span_count: int) -> None:
         deadline = time.monotonic() + self.timeout_s
         for attempt in range(len(_BACKOFF_S) + 1):
-            status = self._send(body, max(0.1, deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                break
+            status = self._send_within(body, deadline)
             if status is not None and 200 <= status < 300:
                 self.health.succeeded(span_count)
                 return
@@ -126,9 +243,28 @@ class _Sender:
             time.sleep(pause)
         self.health.failed(span_count)
 
+    def _send_within(self, body: bytes, deadline: float) -> int | None:
+        """One post that ends by ``deadline``, however slowly the sink answers."""
+        self.in_flight.start()
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), self.in_flight.cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            status = self._send(body, max(0.1, deadline - time.monotonic()))
+            # A cut answer is no answer, even if what was read parses: a status line cut
+            # short ("HTTP/1.1 200 OK" without its CRLF) reads as a 200 with no headers.
+            return None if self.in_flight.expired else status
+        finally:
+            timer.cancel()
+            self.in_flight.connection = None
+
     def _send(self, body: bytes, timeout_s: float) -> int | None:
         try:
-            response = self.session.post(self.target.endpoint, data=body, timeout=timeout_s)
+            # ``verify`` per request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the
+            # environment override a session's ``verify``, and so the sink's own CA bundle.
+            response = self.session.post(
+                self.target.endpoint, data=body, timeout=timeout_s, verify=self.target.verify
+            )
         except requests.RequestException as exc:
             logger.debug("sink %s unreachable: %r", self.target.sink, exc)
             return None
@@ -149,6 +285,17 @@ class _Sender:
             self._stopping = True
             self._condition.notify_all()
         self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            # Out of time: what is still queued is dropped (and counted), the request in
+            # flight is cut, so the thread ends now rather than after every queued batch.
+            with self._condition:
+                lost = self._queued_spans
+                self._queue.clear()
+                self._queued_spans = 0
+            if lost:
+                self.health.dropped(lost)
+            self.in_flight.cut()
+            self._thread.join(0.5)
         self.session.close()
 
 

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from telemetry.shared import PipelineCounters
+from telemetry.shared import FailureLog, PipelineCounters
 
 __all__ = ["MonitoredSpanExporter", "SinkHealth"]
 
@@ -19,40 +18,26 @@ logger = logging.getLogger("telemetry.pipeline")
 
 class SinkHealth:
     """What one sink accepted, refused or never got, in ``/metrics``; and one log line when
-    it starts failing and one when it recovers, instead of one per batch."""
+    it starts failing and one when it recovers, instead of one per batch (``FailureLog``)."""
 
     def __init__(self, sink: str, counters: PipelineCounters) -> None:
         self.sink = sink
         self.counters = counters
-        self.failing = False
-        self.reported_failing = False
-        self.last_report = -float("inf")
-        self.quiet_period_s = 60.0
+        self.log = FailureLog(sink, "spans are counted in telemetry_spans_failed_total", logger)
         self.disabled_reason: str | None = None
+
+    @property
+    def failing(self) -> bool:
+        return self.log.failing
 
     def succeeded(self, count: int) -> None:
         self.counters.spans_exported(self.sink, count)
-        if self.failing:
-            self.failing = False
-            if self.reported_failing:
-                self.reported_failing = False
-                logger.warning("telemetry_sink_recovered sink=%s", self.sink)
+        self.log.succeeded()
 
     def failed(self, count: int) -> None:
         self.counters.spans_failed(self.sink, count)
-        if self.failing or self.disabled_reason is not None:
-            return
-        self.failing = True
-        # A flapping sink is reported once per quiet period, not at every flip.
-        now = time.monotonic()
-        if not self.reported_failing and now - self.last_report >= self.quiet_period_s:
-            self.reported_failing = True
-            self.last_report = now
-            logger.warning(
-                "telemetry_sink_failing sink=%s: spans are counted in "
-                "telemetry_spans_failed_total until it recovers",
-                self.sink,
-            )
+        if self.disabled_reason is None:
+            self.log.failed()
 
     def dropped(self, count: int) -> None:
         self.counters.spans_dropped(self.sink, count)

@@ -1,12 +1,15 @@
 """Metrics under a real ``uvicorn --workers 2``: totals are right whichever worker answers the
-scrape, and exemplars recorded by one worker are served by the other."""
+scrape, exemplars recorded by one worker are served by the other, and the requests of a
+worker killed mid-request leave the in-progress gauge."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +28,7 @@ ROUTE = "/work/{n}"
 
 APP = textwrap.dedent(
     """
+    import asyncio
     import os
 
     from fastapi import FastAPI
@@ -43,6 +47,14 @@ APP = textwrap.dedent(
     async def work(n: str) -> dict[str, object]:
         context = trace.get_current_span().get_span_context()
         return {"pid": os.getpid(), "trace_id": format(context.trace_id, "032x")}
+
+
+    @app.get("/hang")
+    async def hang() -> None:
+        # Test-only: says which worker holds the request, then never answers.
+        with open(os.environ["HANG_PID_FILE"], "w") as handle:
+            handle.write(str(os.getpid()))
+        await asyncio.sleep(3600)
 
 
     class WorkerPid:
@@ -75,6 +87,7 @@ def multiworker_server(tmp_path: Path) -> Iterator[str]:
     (tmp_path / "mwapp.py").write_text(APP)
     port = free_port()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir)}
+    env["HANG_PID_FILE"] = str(tmp_path / "hang.pid")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
     argv = [sys.executable, "-m", "uvicorn", "mwapp:app", "--app-dir", str(tmp_path)]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--no-access-log"]
@@ -177,3 +190,57 @@ def test_prometheus_scrapes_exact_totals_and_exemplars(
     )
     histogram = f'http_server_request_duration_seconds_bucket{{route="{ROUTE}"}}'
     assert prometheus.wait_for_exemplars(histogram, lambda labels: labels["trace_id"] in all_traces)
+
+
+def in_progress(base: str) -> tuple[str, float]:
+    """(worker pid, in-progress requests of every worker) from one scrape."""
+    response = fresh_get(f"{base}/metrics", headers={"accept": OPENMETRICS})
+    assert response.status_code == 200
+    total = sum(
+        s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+        if s.name == "http_server_requests_in_progress"
+    )
+    return response.headers["x-worker-pid"], total
+
+
+def test_a_worker_killed_mid_request_leaves_the_in_progress_gauge(
+    multiworker_server: str, tmp_path: Path
+) -> None:
+    base = multiworker_server
+    serve_from_both_workers(base, at_least=4)  # both workers have written their files
+    pid_file = tmp_path / "hang.pid"
+    failures: list[BaseException] = []
+
+    def hang() -> None:
+        try:
+            fresh_get(f"{base}/hang")
+        except httpx.HTTPError as error:  # the worker dies under it
+            failures.append(error)
+
+    client = threading.Thread(target=hang, daemon=True)
+    client.start()
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the /hang request never reached a worker"
+        time.sleep(0.05)
+    hanging = int(pid_file.read_text())
+    assert [in_progress(base)[1] for _ in range(4)] == [1.0] * 4
+    os.kill(hanging, signal.SIGKILL)
+    client.join(timeout=20)
+    assert failures, "the request held by the killed worker ended with the connection"
+
+    # Healed at the next scrape, whichever worker (the survivor, or uvicorn's replacement
+    # for the dead one) answers it; counted 1 forever before the sweep.
+    answered: list[tuple[str, float]] = []
+    deadline = time.monotonic() + 15
+    while True:
+        answered.append(in_progress(base))
+        if answered[-1][1] == 0.0:
+            break
+        assert time.monotonic() < deadline, f"still in progress after SIGKILL: {answered}"
+        time.sleep(0.2)
+    assert all(pid != str(hanging) for pid, _ in answered)
+    # And stays healed: every later scrape, by any worker, agrees.
+    assert [in_progress(base)[1] for _ in range(6)] == [0.0] * 6

@@ -21,10 +21,12 @@ from tests.support.failing_sockets import (
     Endpoint,
     blackhole_listener,
     refused_port,
+    slow_drip_server,
     slow_http_server,
 )
-from tests.support.net import LOOPBACK, QuietThreadingHTTPServer
+from tests.support.net import LOOPBACK, QuietThreadingHTTPServer, poll_until
 from tests.support.otlp_receiver import OTLPReceiver
+from tests.support.sentry_receiver import SentryReceiver
 
 
 @contextmanager
@@ -183,3 +185,112 @@ def test_one_sink_black_holed_does_not_hold_back_the_other(
             time.sleep(settings.export_timeout_seconds + 1)
             assert metric_value(url, "telemetry_spans_failed_total", sink="sentry") > 0
             assert metric_value(url, "telemetry_spans_exported_total", sink="jaeger") >= 5
+
+
+def test_a_slow_drip_sink_cannot_stretch_exports_or_shutdown(
+    postgres_url: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Jaeger, Sentry's OTLP endpoint and Sentry's envelopes all on a sink that answers one
+    byte every 0.1 s (each read well within any read timeout): every export request ends at
+    the export timeout, the shutdown at its own deadline, each failure is logged once."""
+    with (
+        slow_drip_server(0.1) as drip,
+        caplog.at_level(logging.WARNING, logger="telemetry"),
+    ):
+        settings = failing_settings(drip, export_timeout_seconds=1.0, shutdown_timeout_seconds=3.0)
+        with running_service(settings, postgres_url, redis_url) as (url, handle, _):
+            latencies(url, 20)
+            started = time.monotonic()
+            # Batches leave every second; each request is cut at 1 s and counted failed.
+            # Without a total deadline the first request would hold each sender for good.
+            for sink in ("jaeger", "sentry"):
+                poll_until(
+                    lambda sink=sink: metric_value(url, "telemetry_spans_failed_total", sink=sink),
+                    10,
+                    describe=f"a failed export counted for {sink}",
+                )
+            first_failure_s = time.monotonic() - started
+            latencies(url, 20)  # more batches queued behind the drip
+            assert call("GET", f"{url}/api/v1/crash")[0] == 500  # an event for the drip too
+            started = time.monotonic()
+            handle.shutdown()
+            shutdown_s = time.monotonic() - started
+        cut = drip.requests
+    messages = [r.getMessage() for r in caplog.records]
+    # The spans step ends within the export timeout (each request cut, what is left queued
+    # dropped), so it never times out; sentry-sdk's own transport, which has no total
+    # deadline, may use what the spans step left, and is abandoned at the shutdown deadline.
+    assert not [m for m in messages if "telemetry_shutdown_timeout step=spans" in m], messages
+    for step in ("spans", "sentry"):
+        assert sum(f"telemetry_shutdown_timeout step={step}" in m for m in messages) <= 1
+    for sink in ("jaeger", "sentry"):
+        assert sum(f"telemetry_sink_failing sink={sink}:" in m for m in messages) == 1, messages
+    assert sum("telemetry_sink_failing sink=sentry-events:" in m for m in messages) <= 1
+    assert cut >= 2
+    assert first_failure_s < 1.0 + 1.0 + 3.0, first_failure_s  # batch delay + timeout + slack
+    assert shutdown_s < settings.shutdown_timeout_seconds + 1.0, shutdown_s
+
+
+class SentryReceiverOnPort(SentryReceiver):
+    """Sentry's ingestion started on a given port: Sentry coming back where it was."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.fixed_port = port
+
+    def start(self) -> None:
+        import threading
+
+        self._server = QuietThreadingHTTPServer((LOOPBACK, self.fixed_port), self._handler_class)
+        self._server.owner = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+
+def test_urllib3_retry_chatter_while_sentry_refuses_is_one_line_per_failure_period(
+    postgres_url: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sentry-sdk's transport retries each request 3 times through urllib3, which logs a
+    ``Retrying`` warning each time: 3 lines per error event while Sentry refuses. They go
+    to the pipeline's once-per-failure line instead; the lost events are still counted."""
+    errors = 15
+    with refused_port() as endpoint:
+        settings = failing_settings(endpoint, sentry_traces="off")
+    with (
+        caplog.at_level(logging.WARNING),
+        running_service(settings, postgres_url, redis_url) as (url, handle, _),
+    ):
+        for _ in range(errors):
+            assert call("GET", f"{url}/api/v1/crash")[0] == 500
+        lost = poll_until(
+            lambda: (
+                metric_value(
+                    url,
+                    "telemetry_sentry_events_dropped_total",
+                    reason="network_error",
+                    kind="error",
+                )
+                >= errors
+            ),
+            10,
+            describe="every error event counted lost",
+        )
+        assert lost
+        with SentryReceiverOnPort(endpoint.port) as sentry:
+            assert call("GET", f"{url}/api/v1/crash")[0] == 500
+            handle.force_flush(5)
+            sentry.wait_for("event")
+            poll_until(
+                lambda: any(
+                    "telemetry_sink_recovered sink=sentry-events" in m for m in caplog.messages
+                ),
+                5,
+                describe="the recovered line",
+            )
+    messages = [r.getMessage() for r in caplog.records]
+    retrying = [m for m in messages if m.startswith("Retrying (")]
+    assert retrying == [], f"{len(retrying)} urllib3 retry lines, e.g. {retrying[:1]}"
+    failing = [m for m in messages if "telemetry_sink_failing sink=sentry-events" in m]
+    assert len(failing) == 1, messages
+    assert "Connection refused" in failing[0] or "NewConnectionError" in failing[0], failing
+    assert sum("telemetry_sink_recovered sink=sentry-events" in m for m in messages) == 1

@@ -31,6 +31,7 @@ def test_the_transport_hooks_exist() -> None:
     for hook, expected in (
         ("_handle_response", ["self", "response", "envelope"]),
         ("_request", ["self", "method", "endpoint_type", "body", "headers"]),
+        ("_send_envelope", ["self", "envelope"]),
     ):
         assert list(inspect.signature(getattr(HttpTransport, hook)).parameters) == expected
     lost = inspect.signature(HttpTransport.record_lost_event).parameters

@@ -1,5 +1,6 @@
 """Real misbehaving endpoints on 127.0.0.1 for resilience tests: a listener that never
-answers, an HTTP server that answers late, and a port that refuses connections."""
+answers, an HTTP server that answers late, one that answers a byte at a time forever (slow
+drip), and a port that refuses connections."""
 
 from __future__ import annotations
 
@@ -137,3 +138,92 @@ def refused_port() -> Iterator[Endpoint]:
         yield Endpoint(LOOPBACK, reservation.getsockname()[1])
     finally:
         reservation.close()
+
+
+@dataclass
+class DripEndpoint(Endpoint):
+    """A slow-drip server: ``requests`` counts the requests it read, ``closed`` the
+    connections the client gave up on while it was still dripping."""
+
+    requests: int = 0
+    closed: int = 0
+
+
+@contextlib.contextmanager
+def slow_drip_server(interval_s: float = 0.2, phase: str = "body") -> Iterator[DripEndpoint]:
+    """An HTTP server that reads each request, then answers one byte every ``interval_s``
+    and never finishes: each read of the client returns within any read timeout above
+    ``interval_s``, so only a deadline on the whole request ends it.
+
+    ``phase="head"`` drips the status line itself (the client never learns the status);
+    ``phase="body"`` sends a complete ``200`` head announcing 1 MB and drips the body.
+    """
+    if phase not in ("head", "body"):
+        raise ValueError(phase)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((LOOPBACK, 0))
+    listener.listen(64)
+    listener.settimeout(0.1)
+    endpoint = DripEndpoint(LOOPBACK, listener.getsockname()[1])
+    stopping = threading.Event()
+    lock = threading.Lock()
+
+    def read_request(connection: socket.socket) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        while len(body) < length:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return False
+            body += chunk
+        return True
+
+    def drip(connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(5)
+            try:
+                if not read_request(connection):
+                    return
+                with lock:
+                    endpoint.requests += 1
+                if phase == "body":
+                    connection.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
+                        b"Content-Length: 1000000\r\n\r\n"
+                    )
+                else:
+                    connection.sendall(b"HTTP/1.1 200 ")
+                while not stopping.wait(interval_s):
+                    connection.sendall(b"K")
+            except OSError:
+                with lock:
+                    endpoint.closed += 1
+
+    def accept_forever() -> None:
+        while not stopping.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=drip, args=(connection,), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept_forever, name="drip-accept", daemon=True)
+    acceptor.start()
+    try:
+        yield endpoint
+    finally:
+        stopping.set()
+        acceptor.join(timeout=2)
+        listener.close()
