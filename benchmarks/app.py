@@ -221,9 +221,7 @@ def _otel_provider(jaeger_url: str, rate: float) -> Any:
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
     sampler = ALWAYS_ON if rate >= 1.0 else ParentBased(TraceIdRatioBased(rate))
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": "bench"}), sampler=sampler
-    )
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench"}), sampler=sampler)
     exporter = OTLPSpanExporter(endpoint=jaeger_url.rstrip("/") + "/v1/traces")
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
@@ -257,9 +255,7 @@ def build_app(
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
         provider = _otel_provider(jaeger_url, spec.rate)
-        app = make_fastapi(
-            engine, {"tracer_provider": provider, "metrics": False, "logs": False}
-        )
+        app = make_fastapi(engine, {"tracer_provider": provider, "metrics": False, "logs": False})
         SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
     else:
         app = make_fastapi(engine)

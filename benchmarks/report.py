@@ -259,7 +259,8 @@ def evaluate_targets(samples: Sequence[Sample]) -> list[Target]:
             if {"bridge-otlp", "otel", "bare"} <= configs:
                 targets.append(
                     Target(
-                        f"staging ({load}): bridge-otlp added CPU/request vs otel alone's added CPU",
+                        f"staging ({load}): bridge-otlp added CPU/request "
+                        "vs otel alone's added CPU",
                         endpoint,
                         added_ratio(samples, "bridge-otlp", "otel", endpoint, load),
                         1.1,
@@ -351,7 +352,8 @@ def markdown_tables(rows: Sequence[Row]) -> str:
                 parts.append(
                     f"| {r.config} | {r.rps:.0f} | {_fmt(r.ratio_to_bare, 3)} "
                     f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_us:.0f} "
-                    f"| {_fmt(r.cpu_ratio_to_bare, 2)} | {_fmt(r.cpu_added_us, 0)} | {r.idle_cpu_ms_per_s:.0f} | {r.rss_mb:.0f} "
+                    f"| {_fmt(r.cpu_ratio_to_bare, 2)} | {_fmt(r.cpu_added_us, 0)} "
+                    f"| {r.idle_cpu_ms_per_s:.0f} | {r.rss_mb:.0f} "
                     f"| {r.otlp_spans:.2f} | {r.sentry_spans:.2f} | {r.transactions:.2f} "
                     f"| {r.events:.2f} | {r.errors} |"
                 )

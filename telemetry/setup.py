@@ -69,6 +69,7 @@ from telemetry.tracing import (
     build_propagator,
     build_tracer_provider,
     harden_exception_recording,
+    install_sampling_gate,
     instrument_fastapi,
     instrument_libraries,
     jaeger_exporter,
@@ -156,6 +157,8 @@ class TelemetryHandle:
             return
         excluded = RoutePatterns(self.settings.excluded_routes)
         instrument_fastapi(app, self.tracer_provider, excluded_urls=excluded.as_url_regexes())
+        # Sampling decided once, before OTel's middleware: unsampled requests skip its work.
+        install_sampling_gate(app, self.tracer_provider)
         from starlette.middleware import Middleware
 
         # Innermost: an exception whose __str__ raises is made describable before any

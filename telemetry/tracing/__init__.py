@@ -7,6 +7,7 @@ from telemetry.tracing.exceptions import (
     safe_exception_text,
 )
 from telemetry.tracing.fanout import FanOutExporter
+from telemetry.tracing.gate import PresetIdGenerator, SamplingGate, install_sampling_gate
 from telemetry.tracing.health import MonitoredSpanExporter, SinkHealth
 from telemetry.tracing.instrumentation import (
     Instrumented,
@@ -40,9 +41,11 @@ __all__ = [
     "Instrumented",
     "MissingExtraError",
     "MonitoredSpanExporter",
+    "PresetIdGenerator",
     "PropagationTargets",
     "RouteAwareSampler",
     "RoutePatterns",
+    "SamplingGate",
     "ScrubbingSpanExporter",
     "SinkHealth",
     "SpanAttributeSetter",
@@ -51,6 +54,7 @@ __all__ = [
     "build_resource",
     "build_tracer_provider",
     "harden_exception_recording",
+    "install_sampling_gate",
     "instrument_fastapi",
     "instrument_libraries",
     "jaeger_exporter",

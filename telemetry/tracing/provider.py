@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 
 from telemetry.settings import TelemetrySettings
 from telemetry.shared import PipelineCounters
+from telemetry.tracing.gate import PresetIdGenerator
 from telemetry.tracing.health import MonitoredSpanExporter
 
 __all__ = [
@@ -161,7 +162,10 @@ def build_tracer_provider(
     sampler: Sampler,
     processors: Sequence[SpanProcessor],
 ) -> TracerProvider:
-    provider = TracerProvider(resource=build_resource(settings), sampler=sampler)
+    # Preset ids: the request gate decides a new trace on its id before the span exists.
+    provider = TracerProvider(
+        resource=build_resource(settings), sampler=sampler, id_generator=PresetIdGenerator()
+    )
     for processor in processors:
         provider.add_span_processor(processor)
     return provider

@@ -1,0 +1,231 @@
+"""The sampling decision, taken once where a request enters OpenTelemetry's ASGI middleware.
+
+OpenTelemetry's ASGI middleware does the same work for every request, sampled or not: it
+resolves the route, collects a dozen start attributes, starts a span (which the sampler then
+drops), wraps ``send``, and formats duration attributes for metrics that nobody records. On
+the production profile 90% of requests pay all of that for a span that is never recorded.
+
+:class:`SamplingGate` sits exactly where that middleware was and asks the sampler first,
+with the same inputs it would get (the trace id, the span name, the route, the path, the
+parent extracted from the request's headers):
+
+* sampled: the request goes through OpenTelemetry's middleware as before. The trace id the
+  decision was taken on is handed to the tracer (:class:`PresetIdGenerator`), so the span
+  carries exactly that id, and the route resolved for the decision is reused for the
+  span's name and ``http.route`` instead of being matched again;
+* not sampled: the request skips the middleware. The context it runs in is the one the
+  middleware would have made: the extracted parent and a non-recording span with the same
+  trace id, a new span id and the not-sampled flag. So outgoing calls propagate
+  ``traceparent`` with ``-00``, logs and Sentry error events carry the trace id, metrics are
+  recorded, and the instrumentations see a non-recording parent.
+
+Whenever the middleware would do something observable for an unsampled request the gate
+steps aside and lets it run: a non-HTTP scope, suppressed instrumentation, a route the
+sampler always drops (excluded routes: the middleware's own URL exclusion decides), a
+global response propagator (``traceresponse`` headers), a configured OpenTelemetry meter
+provider (its ``http.server.*`` metrics count every request), or a user ``traces_sampler``
+(it is given the middleware's full start attributes).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.propagate import extract
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    TraceFlags,
+    get_current_span,
+    set_span_in_context,
+)
+
+from telemetry.tracing.sampling import RouteAwareSampler
+
+__all__ = ["PresetIdGenerator", "SamplingGate", "install_sampling_gate"]
+
+#: The trace id the gate decided a new trace on; the next root span takes it.
+_PRESET_TRACE_ID: ContextVar[int | None] = ContextVar("telemetry_preset_trace_id", default=None)
+#: Where the gate leaves the span details it resolved, for the middleware to reuse.
+_DETAILS_KEY = "telemetry.span_details"
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_NOT_SAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
+
+
+class PresetIdGenerator(RandomIdGenerator):
+    """Random ids, except that the next trace id may have been chosen (and decided on)
+    already, by the gate, in the current context."""
+
+    def generate_trace_id(self) -> int:
+        preset = _PRESET_TRACE_ID.get()
+        if preset is not None:
+            _PRESET_TRACE_ID.set(None)
+            return preset
+        return super().generate_trace_id()
+
+
+class _HeadersGetter(Getter[dict[str, list[str]]]):
+    """Reads a ``{lower-case name: [values]}`` dict built once per request (OTel's
+    ``asgi_getter`` scans and decodes every header for every key a propagator asks for)."""
+
+    def get(self, carrier: dict[str, list[str]], key: str) -> list[str] | None:
+        return carrier.get(key.lower())
+
+    def keys(self, carrier: dict[str, list[str]]) -> list[str]:
+        return list(carrier)
+
+
+_GETTER = _HeadersGetter()
+
+
+def _headers(scope: Any) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = {}
+    for name, value in scope.get("headers") or ():
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        if key in headers:
+            headers[key].append(text)
+        else:
+            headers[key] = [text]
+    return headers
+
+
+def _meter_provider_is_noop() -> bool:
+    name = type(otel_metrics.get_meter_provider()).__name__
+    return name in ("_ProxyMeterProvider", "NoOpMeterProvider")
+
+
+def _response_propagator_set() -> bool:
+    try:
+        from opentelemetry.instrumentation.propagators import get_global_response_propagator
+    except ImportError:  # pragma: no cover - comes with the instrumentation
+        return False
+    return get_global_response_propagator() is not None
+
+
+class SamplingGate:
+    """In place of OpenTelemetry's ASGI middleware (``otel``): decides, then either calls
+    it (sampled) or the app it wraps under a non-recording span (not sampled).
+
+    ``app`` stays the middleware, so code that walks a middleware stack (FastAPI's native
+    telemetry looks for OpenTelemetry's middleware) still finds it.
+    """
+
+    def __init__(
+        self, otel: Any, sampler: RouteAwareSampler, id_generator: PresetIdGenerator
+    ) -> None:
+        self.app = otel
+        self.inner = otel.app
+        self.sampler = sampler
+        self.ids = id_generator
+        details = otel.default_span_details
+
+        def span_details(scope: Any) -> Any:
+            # The route resolved for the decision, not matched a second time.
+            known = scope.pop(_DETAILS_KEY, None)
+            return known if known is not None else details(scope)
+
+        self._details = details
+        otel.default_span_details = span_details
+
+    def _steps_aside(self, scope: Any) -> bool:
+        from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
+
+        return (
+            scope["type"] != "http"
+            or self.sampler.traces_sampler is not None
+            or self.sampler.excluded.matches(scope.get("path"))
+            or not is_http_instrumentation_enabled()
+            or not self._tracer_enabled()
+            or not _meter_provider_is_noop()
+            or _response_propagator_set()
+        )
+
+    def _tracer_enabled(self) -> bool:
+        # A tracer disabled by the provider's configurator makes no span at all.
+        enabled = getattr(self.app.tracer, "_is_enabled", None)
+        return not callable(enabled) or bool(enabled())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._steps_aside(scope):
+            await self.app(scope, receive, send)
+            return
+        name, attributes = self._details(scope)
+        parent_context = extract(_headers(scope), getter=_GETTER)
+        parent = get_current_span(parent_context).get_span_context()
+        root = not parent.is_valid
+        trace_id = self.ids.generate_trace_id() if root else parent.trace_id
+        if self.sampler.samples_request(
+            parent_context, parent, trace_id, name, attributes.get("http.route"),
+            scope.get("path"), scope.get("method"),
+        ):  # fmt: skip
+            scope[_DETAILS_KEY] = (name, attributes)
+            preset = _PRESET_TRACE_ID.set(trace_id) if root else None
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                scope.pop(_DETAILS_KEY, None)
+                if preset is not None:
+                    _PRESET_TRACE_ID.reset(preset)
+            return
+        # The span context the SDK gives a dropped span: new span id, the parent's trace
+        # state, the not-sampled flag (+ the random-trace-id flag, as the SDK sets it).
+        random = self.ids.is_trace_id_random() if root else parent.trace_flags.random_trace_id
+        span = NonRecordingSpan(
+            SpanContext(
+                trace_id,
+                self.ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=_NOT_SAMPLED_RANDOM if random else _NOT_SAMPLED,
+                trace_state=parent.trace_state,
+            )
+        )
+        hook = self.app.server_request_hook
+        token = otel_context.attach(set_span_in_context(span, parent_context))
+        try:
+            if callable(hook):
+                hook(span, scope)
+            await self.inner(scope, receive, send)
+        finally:
+            otel_context.detach(token)
+
+
+def _is_otel_middleware(node: Any) -> bool:
+    cls = type(node)
+    return cls.__name__ == "OpenTelemetryMiddleware" and cls.__module__.startswith(
+        "opentelemetry.instrumentation.asgi"
+    )
+
+
+def install_sampling_gate(app: Any, provider: Any) -> bool:
+    """Put a :class:`SamplingGate` in place of OpenTelemetry's middleware in ``app``'s
+    stack (rebuilt lazily by Starlette). Only when the provider samples with a
+    :class:`RouteAwareSampler` and draws ids from a :class:`PresetIdGenerator`."""
+    sampler, ids = getattr(provider, "sampler", None), getattr(provider, "id_generator", None)
+    if not isinstance(sampler, RouteAwareSampler) or not isinstance(ids, PresetIdGenerator):
+        return False
+    build = app.build_middleware_stack
+
+    def build_middleware_stack() -> Any:
+        stack = build()
+        parent, node = None, stack
+        for _ in range(64):  # a bounded walk down the .app chain
+            if node is None:
+                break
+            if _is_otel_middleware(node):
+                gate = SamplingGate(node, sampler, ids)
+                if parent is None:
+                    return gate
+                parent.app = gate
+                break
+            parent, node = node, getattr(node, "app", None)
+        return stack
+
+    app.build_middleware_stack = build_middleware_stack
+    app.middleware_stack = None
+    return True
