@@ -54,6 +54,8 @@ _PRESET_TRACE_ID: ContextVar[int | None] = ContextVar("telemetry_preset_trace_id
 #: Where the gate leaves the span details it resolved, for the middleware to reuse.
 _DETAILS_KEY = "telemetry.span_details"
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+#: Distinct (method, path) pairs whose route is remembered (see SamplingGate.span_details).
+MAX_KNOWN_PATHS = 1024
 _NOT_SAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
 
 
@@ -131,7 +133,30 @@ class SamplingGate:
             return known if known is not None else details(scope)
 
         self._details = details
+        self._known: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
         otel.default_span_details = span_details
+
+    def span_details(self, scope: Any) -> tuple[str, dict[str, Any]]:
+        """The middleware's span name and route attributes for ``scope``, remembered per
+        (method, path) for up to ``MAX_KNOWN_PATHS`` paths: matching a request against every
+        route is the larger part of the middleware's own cost. The routes' identity and
+        count are part of the key (routes added later are seen), and an app with host-based
+        routes is matched every time (the host header takes part)."""
+        app = scope.get("app")
+        routes = getattr(app, "routes", None)
+        key = (
+            scope.get("method"),
+            scope.get("root_path", ""),
+            scope.get("path"),
+            id(routes),
+            len(routes) if isinstance(routes, list) else -1,
+        )
+        known = self._known.get(key)
+        if known is None:
+            known = self._details(scope)
+            if len(self._known) < MAX_KNOWN_PATHS and not _host_routed(routes):
+                self._known[key] = known
+        return known[0], dict(known[1])
 
     def _steps_aside(self, scope: Any) -> bool:
         from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
@@ -155,7 +180,7 @@ class SamplingGate:
         if self._steps_aside(scope):
             await self.app(scope, receive, send)
             return
-        name, attributes = self._details(scope)
+        name, attributes = self.span_details(scope)
         parent_context = extract(_headers(scope), getter=_GETTER)
         parent = get_current_span(parent_context).get_span_context()
         root = not parent.is_valid
@@ -193,6 +218,10 @@ class SamplingGate:
             await self.inner(scope, receive, send)
         finally:
             otel_context.detach(token)
+
+
+def _host_routed(routes: Any) -> bool:
+    return not isinstance(routes, list) or any(type(r).__name__ == "Host" for r in routes)
 
 
 def _is_otel_middleware(node: Any) -> bool:

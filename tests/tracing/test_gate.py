@@ -166,3 +166,20 @@ def test_preset_trace_id_is_taken_once() -> None:
 def test_not_installed_without_the_bridge_sampler() -> None:
     app = FastAPI()
     assert not install_sampling_gate(app, TracerProvider())
+
+
+def test_routes_are_remembered_per_path_and_routes_added_later_are_seen() -> None:
+    app, exporter, _ = _service(1.0)
+    with TestClient(app) as client:
+        client.get("/items/1")
+        client.get("/items/1")
+        client.get("/items/2")
+        client.get("/later")  # no such route yet: a 404, span named by the method only
+
+        @app.get("/later")
+        async def later() -> dict[str, str]:
+            return {}
+
+        client.get("/later")
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names == ["GET /items/{item_id}"] * 3 + ["GET", "GET /later"]
