@@ -88,7 +88,8 @@ async def _requests(app: Any, path: str, count: int) -> int:
             status = message["status"]
 
     for _ in range(count):
-        await app(_scope(path), receive, send)
+        # A task per request, as uvicorn runs each request (task factories run too).
+        await asyncio.ensure_future(app(_scope(path), receive, send))
     return status
 
 

@@ -76,6 +76,7 @@ from telemetry.tracing import (
     scrub_span,
     shutdown_within,
     sink_processor,
+    skip_unsampled_statements,
 )
 
 __all__ = ["TelemetryHandle", "setup_telemetry"]
@@ -341,6 +342,8 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         undo.append(stop_breadcrumbs)
     genai = setup_genai(settings, metrics)  # GenAI series, price table, content capture
     undo.append(genai.close)
+    # Statements of unsampled requests skip OTel's span work (their span is dropped anyway).
+    skip_unsampled_statements()
     with genai.capture_mode():
         instrumented = instrument_libraries(
             provider,

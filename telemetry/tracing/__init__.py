@@ -7,7 +7,12 @@ from telemetry.tracing.exceptions import (
     safe_exception_text,
 )
 from telemetry.tracing.fanout import FanOutExporter
-from telemetry.tracing.gate import PresetIdGenerator, SamplingGate, install_sampling_gate
+from telemetry.tracing.gate import (
+    PresetIdGenerator,
+    SamplingGate,
+    install_sampling_gate,
+    skip_unsampled_statements,
+)
 from telemetry.tracing.health import MonitoredSpanExporter, SinkHealth
 from telemetry.tracing.instrumentation import (
     Instrumented,
@@ -62,4 +67,5 @@ __all__ = [
     "scrub_span",
     "shutdown_within",
     "sink_processor",
+    "skip_unsampled_statements",
 ]

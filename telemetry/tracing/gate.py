@@ -45,9 +45,15 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from telemetry.tracing.propagation import DEFERRED_SAMPLING_KEY
 from telemetry.tracing.sampling import RouteAwareSampler
 
-__all__ = ["PresetIdGenerator", "SamplingGate", "install_sampling_gate"]
+__all__ = [
+    "PresetIdGenerator",
+    "SamplingGate",
+    "install_sampling_gate",
+    "skip_unsampled_statements",
+]
 
 #: The trace id the gate decided a new trace on; the next root span takes it.
 _PRESET_TRACE_ID: ContextVar[int | None] = ContextVar("telemetry_preset_trace_id", default=None)
@@ -257,4 +263,48 @@ def install_sampling_gate(app: Any, provider: Any) -> bool:
 
     app.build_middleware_stack = build_middleware_stack
     app.middleware_stack = None
+    return True
+
+
+def _quiet_when_unsampled(before: Any) -> Any:
+    """OpenTelemetry's SQLAlchemy ``before_cursor_execute`` listener, made to return at
+    once under a span that is not sampled: it would read the engine URL, name the
+    operation and start a span the sampler drops anyway (it follows a local parent). Under
+    a sampled span, no span, a remote parent or a deferred decision, it runs as it is."""
+
+    def _before_cur_exec(
+        self: Any, conn: Any, cursor: Any, statement: Any, params: Any, context: Any,
+        executemany: Any,
+    ) -> Any:  # fmt: skip
+        span_context = get_current_span().get_span_context()
+        if (
+            span_context.is_valid
+            and not span_context.trace_flags.sampled
+            and not span_context.is_remote
+        ):
+            sampler = getattr(self.tracer, "sampler", None)
+            if (
+                isinstance(sampler, RouteAwareSampler)
+                and sampler.follow_parent
+                and not otel_context.get_value(DEFERRED_SAMPLING_KEY)
+            ):
+                return statement, params
+        return before(self, conn, cursor, statement, params, context, executemany)
+
+    _before_cur_exec.__wrapped__ = before  # type: ignore[attr-defined]
+    _before_cur_exec.__name__ = "_before_cur_exec"
+    return _before_cur_exec
+
+
+def skip_unsampled_statements() -> bool:
+    """Install :func:`_quiet_when_unsampled` on OpenTelemetry's SQLAlchemy ``EngineTracer``
+    (before the instrumentor runs: each tracer binds its listener when it is made).
+    Idempotent; False when the instrumentation is not installed."""
+    try:
+        from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    except ImportError:
+        return False
+    current = EngineTracer._before_cur_exec
+    if getattr(current, "__wrapped__", None) is None:
+        EngineTracer._before_cur_exec = _quiet_when_unsampled(current)  # type: ignore[method-assign]
     return True

@@ -183,3 +183,35 @@ def test_routes_are_remembered_per_path_and_routes_added_later_are_seen() -> Non
         client.get("/later")
     names = [s.name for s in exporter.get_finished_spans()]
     assert names == ["GET /items/{item_id}"] * 3 + ["GET", "GET /later"]
+
+
+def test_statements_of_an_unsampled_request_skip_the_span_work() -> None:
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from sqlalchemy import create_engine, text
+
+    from telemetry.tracing.gate import skip_unsampled_statements
+
+    assert skip_unsampled_statements()
+    assert skip_unsampled_statements()  # idempotent
+    provider = TracerProvider(sampler=RouteAwareSampler(1.0), id_generator=PresetIdGenerator())
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    engine = create_engine("sqlite://")
+    instrumentor = SQLAlchemyInstrumentor()
+    instrumentor.instrument(engines=[engine], tracer_provider=provider)
+    try:
+        tracer = provider.get_tracer("test")
+        unsampled = trace.NonRecordingSpan(
+            trace.SpanContext(1, 2, is_remote=False, trace_flags=trace.TraceFlags(0))
+        )
+        with trace.use_span(unsampled), engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+        assert [s.name for s in exporter.get_finished_spans() if s.name != "connect"] == []
+        with tracer.start_as_current_span("request"), engine.connect() as conn:
+            conn.execute(text("SELECT 2"))
+        names = [s.name for s in exporter.get_finished_spans()]
+        assert "SELECT" in names and "request" in names
+        db = next(s for s in exporter.get_finished_spans() if s.name == "SELECT")
+        assert db.attributes is not None and db.attributes.get("db.statement") == "SELECT 2"
+    finally:
+        instrumentor.uninstrument()
