@@ -265,7 +265,7 @@ def evaluate_targets(samples: Sequence[Sample]) -> list[Target]:
                         added_ratio(samples, "bridge-otlp", "otel", endpoint, load),
                         1.1,
                         False,
-                        f"{load}; (bridge-otlp - bare) / (otel - bare), CPU µs per request",
+                        "(bridge-otlp - bare) / (otel - bare), CPU µs per request",
                     )
                 )
             if {"bridge-prod", "bare"} <= configs:
@@ -276,7 +276,7 @@ def evaluate_targets(samples: Sequence[Sample]) -> list[Target]:
                         within("bridge-prod", "bare", load, "cpu_us_per_request"),
                         1.15,
                         False,
-                        f"{load}; ≤ 15% CPU over bare",
+                        "≤ 15% CPU over bare",
                     )
                 )
         for degraded in ("bridge-down", "bridge-blackhole"):

@@ -103,17 +103,11 @@ def _headers(scope: Any) -> dict[str, list[str]]:
     return headers
 
 
+_NOOP_METER_PROVIDERS = frozenset({"_ProxyMeterProvider", "NoOpMeterProvider"})
+
+
 def _meter_provider_is_noop() -> bool:
-    name = type(otel_metrics.get_meter_provider()).__name__
-    return name in ("_ProxyMeterProvider", "NoOpMeterProvider")
-
-
-def _response_propagator_set() -> bool:
-    try:
-        from opentelemetry.instrumentation.propagators import get_global_response_propagator
-    except ImportError:  # pragma: no cover - comes with the instrumentation
-        return False
-    return get_global_response_propagator() is not None
+    return type(otel_metrics.get_meter_provider()).__name__ in _NOOP_METER_PROVIDERS
 
 
 class SamplingGate:
@@ -127,6 +121,12 @@ class SamplingGate:
     def __init__(
         self, otel: Any, sampler: RouteAwareSampler, id_generator: PresetIdGenerator
     ) -> None:
+        # Here, not at the top: the instrumentation package comes with the fastapi extra.
+        from opentelemetry.instrumentation.propagators import get_global_response_propagator
+        from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
+
+        self._http_enabled = is_http_instrumentation_enabled
+        self._response_propagator = get_global_response_propagator
         self.app = otel
         self.inner = otel.app
         self.sampler = sampler
@@ -165,16 +165,14 @@ class SamplingGate:
         return known[0], dict(known[1])
 
     def _steps_aside(self, scope: Any) -> bool:
-        from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
-
         return (
             scope["type"] != "http"
             or self.sampler.traces_sampler is not None
             or self.sampler.excluded.matches(scope.get("path"))
-            or not is_http_instrumentation_enabled()
+            or not self._http_enabled()
             or not self._tracer_enabled()
             or not _meter_provider_is_noop()
-            or _response_propagator_set()
+            or self._response_propagator() is not None
         )
 
     def _tracer_enabled(self) -> bool:
