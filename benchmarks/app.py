@@ -37,7 +37,7 @@ __all__ = [
     "prepare_database",
 ]
 
-AppKind = Literal["bare", "sentry", "otel", "both", "bridge"]
+AppKind = Literal["bare", "sentry", "otel", "both", "native", "bridge"]
 SinkState = Literal["up", "down", "blackhole"]
 
 
@@ -53,6 +53,8 @@ class ConfigSpec:
     overrides: tuple[tuple[str, Any], ...] = ()
     #: Part of the default run (diagnostic variants are only run when named).
     default: bool = True
+    #: Head sampling rate of the ``otel``/``native`` anchors (``ParentBased(TraceIdRatio)``).
+    rate: float = 1.0
 
 
 CONFIGS: dict[str, ConfigSpec] = {
@@ -69,6 +71,24 @@ CONFIGS: dict[str, ConfigSpec] = {
             "+ OTLPSpanExporter",
         ),
         ConfigSpec("both", "both", "sentry-sdk and OpenTelemetry side by side, independently"),
+        ConfigSpec(
+            "otel-10",
+            "otel",
+            "OpenTelemetry alone at 10%: as otel, ParentBased(TraceIdRatioBased(0.1))",
+            rate=0.1,
+        ),
+        ConfigSpec(
+            "fastapi-native",
+            "native",
+            "FastAPI's native telemetry (FastAPI(telemetry=...), tracing only) + SQLAlchemy "
+            "instrumentation, 100%, BatchSpanProcessor + OTLPSpanExporter",
+        ),
+        ConfigSpec(
+            "fastapi-native-10",
+            "native",
+            "as fastapi-native at 10%: ParentBased(TraceIdRatioBased(0.1))",
+            rate=0.1,
+        ),
         ConfigSpec("bridge-otlp", "bridge", "setup_telemetry, staging (100%), sentry_traces=otlp"),
         ConfigSpec(
             "bridge-envelope",
@@ -168,8 +188,9 @@ class BenchApp:
     shutdown: Callable[[], None] = field(default=lambda: None)
 
 
-def make_fastapi(engine: Engine) -> FastAPI:
-    app = FastAPI(title="telemetry benchmark")
+def make_fastapi(engine: Engine, telemetry: dict[str, Any] | None = None) -> FastAPI:
+    extra: dict[str, Any] = {} if telemetry is None else {"telemetry": telemetry}
+    app = FastAPI(title="telemetry benchmark", **extra)
 
     @app.get("/items")
     def get_item() -> dict[str, Any]:
@@ -192,17 +213,25 @@ def _init_sentry_alone(dsn: str) -> None:
     sentry_sdk.init(dsn=dsn, traces_sample_rate=1.0, environment="staging", release="bench@0")
 
 
-def _otel_alone(app: FastAPI, engine: Engine, jaeger_url: str) -> Any:
+def _otel_provider(jaeger_url: str, rate: float) -> Any:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+    sampler = ALWAYS_ON if rate >= 1.0 else ParentBased(TraceIdRatioBased(rate))
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench"}), sampler=sampler)
     exporter = OTLPSpanExporter(endpoint=jaeger_url.rstrip("/") + "/v1/traces")
     provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def _otel_alone(app: FastAPI, engine: Engine, jaeger_url: str, rate: float = 1.0) -> Any:
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    provider = _otel_provider(jaeger_url, rate)
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
     SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
     return provider
@@ -219,17 +248,26 @@ def build_app(
     base URL (``/v1/traces`` is appended); ``sentry_dsn`` a DSN whose host is the sink."""
     spec = CONFIGS[config]
     engine = create_engine(database_url)
-    app = make_fastapi(engine)
+    provider: Any = None
+    if spec.kind == "native":
+        # FastAPI's own telemetry (fastapi.telemetry, 0.165+): tracing through the given
+        # provider; its metrics and logs stay off (no meter/logger provider), as otel's do.
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+        provider = _otel_provider(jaeger_url, spec.rate)
+        app = make_fastapi(engine, {"tracer_provider": provider, "metrics": False, "logs": False})
+        SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
+    else:
+        app = make_fastapi(engine)
 
     if spec.kind == "bare":
         return BenchApp(app, spec, engine, flush=lambda timeout: None)
 
-    if spec.kind in ("sentry", "otel", "both"):
-        provider: Any = None
+    if spec.kind in ("sentry", "otel", "both", "native"):
         if spec.kind in ("sentry", "both"):
             _init_sentry_alone(sentry_dsn)
         if spec.kind in ("otel", "both"):
-            provider = _otel_alone(app, engine, jaeger_url)
+            provider = _otel_alone(app, engine, jaeger_url, spec.rate)
 
         def flush(timeout: float) -> None:
             if provider is not None:

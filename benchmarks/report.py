@@ -148,6 +148,8 @@ class Row:
     events: float
     errors: int
     ratio_to_bare: float | None
+    #: CPU per request / bare's, within each round, median across rounds.
+    cpu_ratio_to_bare: float | None = None
 
 
 def build_rows(samples: Sequence[Sample], configs: Sequence[str], base: str = "bare") -> list[Row]:
@@ -189,6 +191,9 @@ def build_rows(samples: Sequence[Sample], configs: Sequence[str], base: str = "b
                         errors=sum(s.errors for s in mine),
                         ratio_to_bare=median_within_rounds(
                             samples, config, base, endpoint, load, ratio_of("rps")
+                        ),
+                        cpu_ratio_to_bare=median_within_rounds(
+                            samples, config, base, endpoint, load, ratio_of("cpu_us_per_request")
                         ),
                     )
                 )
@@ -248,28 +253,32 @@ def evaluate_targets(samples: Sequence[Sample]) -> list[Target]:
         ) -> float | None:
             return median_within_rounds(samples, config, ref, endpoint, load, ratio_of(metric))
 
-        if {"bridge-otlp", "otel", "bare"} <= configs:
-            targets.append(
-                Target(
-                    "bridge-otlp added CPU/request vs otel alone's added CPU",
-                    endpoint,
-                    added_ratio(samples, "bridge-otlp", "otel", endpoint, "paced"),
-                    1.1,
-                    False,
-                    "paced; (bridge-otlp - bare) / (otel - bare), CPU µs per request",
+        # The issue's two targets are at saturation; the paced rows are for reference (at a
+        # low paced rate the idle background work is a larger share of each request).
+        for load in ("saturation", "paced"):
+            if {"bridge-otlp", "otel", "bare"} <= configs:
+                targets.append(
+                    Target(
+                        f"staging ({load}): bridge-otlp added CPU/request "
+                        "vs otel alone's added CPU",
+                        endpoint,
+                        added_ratio(samples, "bridge-otlp", "otel", endpoint, load),
+                        1.1,
+                        False,
+                        "(bridge-otlp - bare) / (otel - bare), CPU µs per request",
+                    )
                 )
-            )
-        if {"bridge-prod", "bare"} <= configs and endpoint == "items":
-            targets.append(
-                Target(
-                    "bridge-prod CPU/request vs bare",
-                    endpoint,
-                    within("bridge-prod", "bare", "paced", "cpu_us_per_request"),
-                    1.15,
-                    False,
-                    "paced; ≤ 15% CPU over bare",
+            if {"bridge-prod", "bare"} <= configs:
+                targets.append(
+                    Target(
+                        f"production ({load}): bridge-prod CPU/request vs bare",
+                        endpoint,
+                        within("bridge-prod", "bare", load, "cpu_us_per_request"),
+                        1.15,
+                        False,
+                        "≤ 15% CPU over bare",
+                    )
                 )
-            )
         for degraded in ("bridge-down", "bridge-blackhole"):
             if {degraded, "bridge-otlp"} <= configs:
                 targets.append(
@@ -324,9 +333,10 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 TABLE_HEADER = (
-    "| config | req/s | x bare | p50 ms | p99 ms | CPU µs/req | +CPU µs | idle CPU ms/s "
-    "| RSS MB | OTLP spans/req | Sentry spans/req | tx/req | events/req | errors |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| config | req/s | x bare | p50 ms | p99 ms | CPU µs/req | CPU x bare | +CPU µs "
+    "| idle CPU ms/s | RSS MB | OTLP spans/req | Sentry spans/req | tx/req | events/req "
+    "| errors |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -342,7 +352,8 @@ def markdown_tables(rows: Sequence[Row]) -> str:
                 parts.append(
                     f"| {r.config} | {r.rps:.0f} | {_fmt(r.ratio_to_bare, 3)} "
                     f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_us:.0f} "
-                    f"| {_fmt(r.cpu_added_us, 0)} | {r.idle_cpu_ms_per_s:.0f} | {r.rss_mb:.0f} "
+                    f"| {_fmt(r.cpu_ratio_to_bare, 2)} | {_fmt(r.cpu_added_us, 0)} "
+                    f"| {r.idle_cpu_ms_per_s:.0f} | {r.rss_mb:.0f} "
                     f"| {r.otlp_spans:.2f} | {r.sentry_spans:.2f} | {r.transactions:.2f} "
                     f"| {r.events:.2f} | {r.errors} |"
                 )

@@ -81,6 +81,7 @@ from telemetry.tracing import (
     build_tracer_provider,
     derived_attributes,
     harden_exception_recording,
+    install_sampling_gate,
     instrument_fastapi,
     instrument_libraries,
     jaeger_exporter,
@@ -88,6 +89,7 @@ from telemetry.tracing import (
     scrub_span,
     shutdown_within,
     sink_processor,
+    skip_unsampled_statements,
     use_native_telemetry,
 )
 
@@ -196,6 +198,9 @@ class TelemetryHandle:
             instrument_fastapi(
                 app, self.tracer_provider, excluded_urls=excluded.as_url_regexes()
             )
+            # Sampling decided once, before OTel's middleware: unsampled requests skip its
+            # work (contrib only; FastAPI's native path decides itself).
+            install_sampling_gate(app, self.tracer_provider)
         # One server span per request, mounted FastAPI apps included, whose http.route is
         # the metrics' route label.
         app.user_middleware.append(
@@ -404,6 +409,8 @@ def _build(settings: TelemetrySettings, engines: Sequence[Any]) -> TelemetryHand
         undo.append(stop_breadcrumbs)
     genai = setup_genai(settings, metrics)  # GenAI series, price table, content capture
     undo.append(genai.close)
+    # Statements of unsampled requests skip OTel's span work (their span is dropped anyway).
+    skip_unsampled_statements()
     with genai.capture_mode():
         instrumented = instrument_libraries(
             provider,

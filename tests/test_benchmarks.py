@@ -129,7 +129,7 @@ def test_app_variants_start_answer_and_deliver(
     prepare_database(database_url)
     # "both" builds the sentry-alone and the otel-alone wiring in one process; the other
     # bridge variants differ from bridge-otlp only in settings and sink URLs.
-    variants = ["bare", "both", "bridge-otlp", "bridge-envelope"]
+    variants = ["bare", "both", "fastapi-native", "bridge-otlp", "bridge-envelope"]
     unpinned = Placement([], [], "test")
     servers: list[Server] = []
     try:
@@ -163,6 +163,8 @@ def test_app_variants_start_answer_and_deliver(
     assert not any(delivered["bare"].values()), delivered["bare"]
     assert delivered["both"]["transactions"] == 3, delivered["both"]
     assert delivered["both"]["otlp_spans"] >= 5, delivered["both"]  # server + db spans
+    # FastAPI's native telemetry: its server span (+ operation spans) and the db span.
+    assert delivered["fastapi-native"]["otlp_spans"] >= 5, delivered["fastapi-native"]
     assert delivered["bridge-otlp"]["otlp_spans"] >= 5, delivered["bridge-otlp"]
     assert delivered["bridge-otlp"]["sentry_otlp_spans"] >= 5, delivered["bridge-otlp"]
     assert delivered["bridge-envelope"]["otlp_spans"] >= 5, delivered["bridge-envelope"]
@@ -215,6 +217,7 @@ def test_ratios_are_taken_within_a_round_then_the_median() -> None:
     assert rows["otel"].rps == 900  # plain median of the otel runs
     assert rows["otel"].cpu_us == pytest.approx(1200)  # 1.2 s / 1000 requests
     assert rows["otel"].cpu_added_us == pytest.approx(200)  # median of 200, 500, 100
+    assert rows["otel"].cpu_ratio_to_bare == pytest.approx(1.2)  # median of 1.2, 1.25, 1.1
     assert rows["bare"].cpu_added_us == 0
     assert rows["otel"].otlp_spans == 3.0
     assert rows["otel"].sentry_spans == 2.0
@@ -239,19 +242,25 @@ def test_targets() -> None:
                 ("otel", 900, 1.2, 11.0),
                 ("bridge-otlp", 880, 1.21, 11.0),
                 ("bridge-down", 800, 1.3, 12.0),
+                ("bridge-prod", 990, 1.1, 10.0),
             ):
                 sample = _sample(config, rnd, rps, cpu, p99)
                 sample.load = load
                 samples.append(sample)
     assert added_ratio(samples, "bridge-otlp", "otel", "items", "paced") == pytest.approx(1.05)
     targets = {t.name: t for t in evaluate_targets(samples)}
-    assert targets["bridge-otlp added CPU/request vs otel alone's added CPU"].passed is True
+    staging = "staging (saturation): bridge-otlp added CPU/request vs otel alone's added CPU"
+    assert targets[staging].passed is True
+    production = targets["production (saturation): bridge-prod CPU/request vs bare"]
+    assert production.value == pytest.approx(1.1)
+    assert production.passed is True
+    assert "production (paced): bridge-prod CPU/request vs bare" in targets
     down = targets["bridge-down throughput vs bridge-otlp"]
     assert down.value == pytest.approx(800 / 880)
     assert down.passed is False
     assert targets["bridge-down p99 vs bridge-otlp"].passed is False
     text = markdown_report(
-        build_rows(samples, ["bare", "otel", "bridge-otlp", "bridge-down"]),
+        build_rows(samples, ["bare", "otel", "bridge-otlp", "bridge-down", "bridge-prod"]),
         list(targets.values()),
         {
             "cpu_model": "x",

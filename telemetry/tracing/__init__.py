@@ -8,6 +8,12 @@ from telemetry.tracing.exceptions import (
     safe_exception_text,
 )
 from telemetry.tracing.fanout import FanOutExporter
+from telemetry.tracing.gate import (
+    PresetIdGenerator,
+    SamplingGate,
+    install_sampling_gate,
+    skip_unsampled_statements,
+)
 from telemetry.tracing.health import MonitoredSpanExporter, SinkHealth
 from telemetry.tracing.instrumentation import (
     Instrumented,
@@ -48,10 +54,12 @@ __all__ = [
     "Instrumented",
     "MissingExtraError",
     "MonitoredSpanExporter",
+    "PresetIdGenerator",
     "PropagationTargets",
     "RouteAwareSampler",
     "RouteOf",
     "RoutePatterns",
+    "SamplingGate",
     "ScrubbingSpanExporter",
     "ServerSpanRoute",
     "SinkHealth",
@@ -63,6 +71,7 @@ __all__ = [
     "build_tracer_provider",
     "derived_attributes",
     "harden_exception_recording",
+    "install_sampling_gate",
     "instrument_fastapi",
     "instrument_libraries",
     "jaeger_exporter",
@@ -71,5 +80,6 @@ __all__ = [
     "scrub_span",
     "shutdown_within",
     "sink_processor",
+    "skip_unsampled_statements",
     "use_native_telemetry",
 ]

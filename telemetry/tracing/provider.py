@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind
 
 from telemetry.settings import TelemetrySettings
 from telemetry.shared import TRANSACTION_ATTRIBUTE, PipelineCounters
+from telemetry.tracing.gate import PresetIdGenerator
 from telemetry.tracing.health import MonitoredSpanExporter
 
 __all__ = [
@@ -163,7 +164,10 @@ def build_tracer_provider(
     sampler: Sampler,
     processors: Sequence[SpanProcessor],
 ) -> TracerProvider:
-    provider = TracerProvider(resource=build_resource(settings), sampler=sampler)
+    # Preset ids: the request gate decides a new trace on its id before the span exists.
+    provider = TracerProvider(
+        resource=build_resource(settings), sampler=sampler, id_generator=PresetIdGenerator()
+    )
     for processor in processors:
         provider.add_span_processor(processor)
     return provider

@@ -130,6 +130,29 @@ class RouteAwareSampler(Sampler):
             attributes = {**(attributes or {}), KEEP_ATTRIBUTE: True}
         return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent.trace_state)
 
+    def samples_request(
+        self,
+        parent_context: Context | None,
+        parent: SpanContext,
+        trace_id: int,
+        name: str,
+        route: str | None,
+        path: str | None,
+        method: str | None,
+    ) -> bool:
+        """Whether the server span of a request would be sampled: the decision
+        :meth:`should_sample` takes for it, from the route, path and method the span's
+        start attributes carry (``telemetry.tracing.gate`` asks before the span exists)."""
+        attributes: dict[str, str] = {}
+        if route:
+            attributes["http.route"] = route
+        if path:
+            attributes["url.path"] = path
+        if method:
+            attributes["http.request.method"] = method
+        verdict = self._decide(parent_context, parent, trace_id, name, SpanKind.SERVER, attributes)
+        return verdict is not _Verdict.DROP
+
     def _decide(
         self,
         parent_context: Context | None,

@@ -1,0 +1,308 @@
+"""The sampling decision, taken once where a request enters OpenTelemetry's ASGI middleware.
+
+OpenTelemetry's ASGI middleware does the same work for every request, sampled or not: it
+resolves the route, collects a dozen start attributes, starts a span (which the sampler then
+drops), wraps ``send``, and formats duration attributes for metrics that nobody records. On
+the production profile 90% of requests pay all of that for a span that is never recorded.
+
+:class:`SamplingGate` sits exactly where that middleware was and asks the sampler first,
+with the same inputs it would get (the trace id, the span name, the route, the path, the
+parent extracted from the request's headers):
+
+* sampled: the request goes through OpenTelemetry's middleware as before. The trace id the
+  decision was taken on is handed to the tracer (:class:`PresetIdGenerator`), so the span
+  carries exactly that id, and the route resolved for the decision is reused for the
+  span's name and ``http.route`` instead of being matched again;
+* not sampled: the request skips the middleware. The context it runs in is the one the
+  middleware would have made: the extracted parent and a non-recording span with the same
+  trace id, a new span id and the not-sampled flag. So outgoing calls propagate
+  ``traceparent`` with ``-00``, logs and Sentry error events carry the trace id, metrics are
+  recorded, and the instrumentations see a non-recording parent.
+
+Whenever the middleware would do something observable for an unsampled request the gate
+steps aside and lets it run: a non-HTTP scope, suppressed instrumentation, a route the
+sampler always drops (excluded routes: the middleware's own URL exclusion decides), a
+global response propagator (``traceresponse`` headers), a configured OpenTelemetry meter
+provider (its ``http.server.*`` metrics count every request), or a user ``traces_sampler``
+(it is given the middleware's full start attributes).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.propagate import extract
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    TraceFlags,
+    get_current_span,
+    set_span_in_context,
+)
+
+from telemetry.tracing.propagation import DEFERRED_SAMPLING_KEY
+from telemetry.tracing.sampling import RouteAwareSampler
+
+__all__ = [
+    "PresetIdGenerator",
+    "SamplingGate",
+    "install_sampling_gate",
+    "skip_unsampled_statements",
+]
+
+#: The trace id the gate decided a new trace on; the next root span takes it.
+_PRESET_TRACE_ID: ContextVar[int | None] = ContextVar("telemetry_preset_trace_id", default=None)
+#: Where the gate leaves the span details it resolved, for the middleware to reuse.
+_DETAILS_KEY = "telemetry.span_details"
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+#: Distinct (method, path) pairs whose route is remembered (see SamplingGate.span_details).
+MAX_KNOWN_PATHS = 1024
+_NOT_SAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
+
+
+class PresetIdGenerator(RandomIdGenerator):
+    """Random ids, except that the next trace id may have been chosen (and decided on)
+    already, by the gate, in the current context."""
+
+    def generate_trace_id(self) -> int:
+        preset = _PRESET_TRACE_ID.get()
+        if preset is not None:
+            _PRESET_TRACE_ID.set(None)
+            return preset
+        return super().generate_trace_id()
+
+
+class _HeadersGetter(Getter[dict[str, list[str]]]):
+    """Reads a ``{lower-case name: [values]}`` dict built once per request (OTel's
+    ``asgi_getter`` scans and decodes every header for every key a propagator asks for)."""
+
+    def get(self, carrier: dict[str, list[str]], key: str) -> list[str] | None:
+        return carrier.get(key.lower())
+
+    def keys(self, carrier: dict[str, list[str]]) -> list[str]:
+        return list(carrier)
+
+
+_GETTER = _HeadersGetter()
+
+
+def _headers(scope: Any) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = {}
+    for name, value in scope.get("headers") or ():
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        if key in headers:
+            headers[key].append(text)
+        else:
+            headers[key] = [text]
+    return headers
+
+
+_NOOP_METER_PROVIDERS = frozenset({"_ProxyMeterProvider", "NoOpMeterProvider"})
+
+
+def _meter_provider_is_noop() -> bool:
+    return type(otel_metrics.get_meter_provider()).__name__ in _NOOP_METER_PROVIDERS
+
+
+class SamplingGate:
+    """In place of OpenTelemetry's ASGI middleware (``otel``): decides, then either calls
+    it (sampled) or the app it wraps under a non-recording span (not sampled).
+
+    ``app`` stays the middleware, so code that walks a middleware stack (FastAPI's native
+    telemetry looks for OpenTelemetry's middleware) still finds it.
+    """
+
+    def __init__(
+        self, otel: Any, sampler: RouteAwareSampler, id_generator: PresetIdGenerator
+    ) -> None:
+        # Here, not at the top: the instrumentation package comes with the fastapi extra.
+        from opentelemetry.instrumentation.propagators import get_global_response_propagator
+        from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
+
+        self._http_enabled = is_http_instrumentation_enabled
+        self._response_propagator = get_global_response_propagator
+        self.app = otel
+        self.inner = otel.app
+        self.sampler = sampler
+        self.ids = id_generator
+        details = otel.default_span_details
+
+        def span_details(scope: Any) -> Any:
+            # The route resolved for the decision, not matched a second time.
+            known = scope.pop(_DETAILS_KEY, None)
+            return known if known is not None else details(scope)
+
+        self._details = details
+        self._known: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+        otel.default_span_details = span_details
+
+    def span_details(self, scope: Any) -> tuple[str, dict[str, Any]]:
+        """The middleware's span name and route attributes for ``scope``, remembered per
+        (method, path) for up to ``MAX_KNOWN_PATHS`` paths: matching a request against every
+        route is the larger part of the middleware's own cost. The routes' identity and
+        count are part of the key (routes added later are seen), and an app with host-based
+        routes is matched every time (the host header takes part)."""
+        app = scope.get("app")
+        routes = getattr(app, "routes", None)
+        key = (
+            scope.get("method"),
+            scope.get("root_path", ""),
+            scope.get("path"),
+            id(routes),
+            len(routes) if isinstance(routes, list) else -1,
+        )
+        known = self._known.get(key)
+        if known is None:
+            known = self._details(scope)
+            if len(self._known) < MAX_KNOWN_PATHS and not _host_routed(routes):
+                self._known[key] = known
+        return known[0], dict(known[1])
+
+    def _steps_aside(self, scope: Any) -> bool:
+        return (
+            scope["type"] != "http"
+            or self.sampler.traces_sampler is not None
+            or self.sampler.excluded.matches(scope.get("path"))
+            or not self._http_enabled()
+            or not self._tracer_enabled()
+            or not _meter_provider_is_noop()
+            or self._response_propagator() is not None
+        )
+
+    def _tracer_enabled(self) -> bool:
+        # A tracer disabled by the provider's configurator makes no span at all.
+        enabled = getattr(self.app.tracer, "_is_enabled", None)
+        return not callable(enabled) or bool(enabled())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._steps_aside(scope):
+            await self.app(scope, receive, send)
+            return
+        name, attributes = self.span_details(scope)
+        parent_context = extract(_headers(scope), getter=_GETTER)
+        parent = get_current_span(parent_context).get_span_context()
+        root = not parent.is_valid
+        trace_id = self.ids.generate_trace_id() if root else parent.trace_id
+        if self.sampler.samples_request(
+            parent_context, parent, trace_id, name, attributes.get("http.route"),
+            scope.get("path"), scope.get("method"),
+        ):  # fmt: skip
+            scope[_DETAILS_KEY] = (name, attributes)
+            preset = _PRESET_TRACE_ID.set(trace_id) if root else None
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                scope.pop(_DETAILS_KEY, None)
+                if preset is not None:
+                    _PRESET_TRACE_ID.reset(preset)
+            return
+        # The span context the SDK gives a dropped span: new span id, the parent's trace
+        # state, the not-sampled flag (+ the random-trace-id flag, as the SDK sets it).
+        random = self.ids.is_trace_id_random() if root else parent.trace_flags.random_trace_id
+        span = NonRecordingSpan(
+            SpanContext(
+                trace_id,
+                self.ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=_NOT_SAMPLED_RANDOM if random else _NOT_SAMPLED,
+                trace_state=parent.trace_state,
+            )
+        )
+        hook = self.app.server_request_hook
+        token = otel_context.attach(set_span_in_context(span, parent_context))
+        try:
+            if callable(hook):
+                hook(span, scope)
+            await self.inner(scope, receive, send)
+        finally:
+            otel_context.detach(token)
+
+
+def _host_routed(routes: Any) -> bool:
+    return not isinstance(routes, list) or any(type(r).__name__ == "Host" for r in routes)
+
+
+def _is_otel_middleware(node: Any) -> bool:
+    cls = type(node)
+    return cls.__name__ == "OpenTelemetryMiddleware" and cls.__module__.startswith(
+        "opentelemetry.instrumentation.asgi"
+    )
+
+
+def install_sampling_gate(app: Any, provider: Any) -> bool:
+    """Put a :class:`SamplingGate` in place of OpenTelemetry's middleware in ``app``'s
+    stack (rebuilt lazily by Starlette). Only when the provider samples with a
+    :class:`RouteAwareSampler` and draws ids from a :class:`PresetIdGenerator`."""
+    sampler, ids = getattr(provider, "sampler", None), getattr(provider, "id_generator", None)
+    if not isinstance(sampler, RouteAwareSampler) or not isinstance(ids, PresetIdGenerator):
+        return False
+    build = app.build_middleware_stack
+
+    def build_middleware_stack() -> Any:
+        stack = build()
+        parent, node = None, stack
+        for _ in range(64):  # a bounded walk down the .app chain
+            if node is None:
+                break
+            if _is_otel_middleware(node):
+                gate = SamplingGate(node, sampler, ids)
+                if parent is None:
+                    return gate
+                parent.app = gate
+                break
+            parent, node = node, getattr(node, "app", None)
+        return stack
+
+    app.build_middleware_stack = build_middleware_stack
+    app.middleware_stack = None
+    return True
+
+
+def _quiet_when_unsampled(before: Any) -> Any:
+    """OpenTelemetry's SQLAlchemy ``before_cursor_execute`` listener, made to return at
+    once under a span that is not sampled: it would read the engine URL, name the
+    operation and start a span the sampler drops anyway (it follows a local parent). Under
+    a sampled span, no span, a remote parent or a deferred decision, it runs as it is."""
+
+    def _before_cur_exec(
+        self: Any, conn: Any, cursor: Any, statement: Any, params: Any, context: Any,
+        executemany: Any,
+    ) -> Any:  # fmt: skip
+        span_context = get_current_span().get_span_context()
+        if (
+            span_context.is_valid
+            and not span_context.trace_flags.sampled
+            and not span_context.is_remote
+        ):
+            sampler = getattr(self.tracer, "sampler", None)
+            if (
+                isinstance(sampler, RouteAwareSampler)
+                and sampler.follow_parent
+                and not otel_context.get_value(DEFERRED_SAMPLING_KEY)
+            ):
+                return statement, params
+        return before(self, conn, cursor, statement, params, context, executemany)
+
+    _before_cur_exec.__wrapped__ = before  # type: ignore[attr-defined]
+    _before_cur_exec.__name__ = "_before_cur_exec"
+    return _before_cur_exec
+
+
+def skip_unsampled_statements() -> bool:
+    """Install :func:`_quiet_when_unsampled` on OpenTelemetry's SQLAlchemy ``EngineTracer``
+    (before the instrumentor runs: each tracer binds its listener when it is made).
+    Idempotent; False when the instrumentation is not installed."""
+    try:
+        from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    except ImportError:
+        return False
+    current = EngineTracer._before_cur_exec
+    if getattr(current, "__wrapped__", None) is None:
+        EngineTracer._before_cur_exec = _quiet_when_unsampled(current)  # type: ignore[method-assign]
+    return True
