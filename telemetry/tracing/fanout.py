@@ -101,28 +101,26 @@ def _cut_if_expired() -> None:
         in_flight.cut()
 
 
-class _TrackedHTTPConnection(HTTPConnection):
+class _Tracked:
+    """Mixed into urllib3's connection classes: the sender's deadline can cut the socket."""
+
     def connect(self) -> None:
         _track(self)
-        super().connect()
+        super().connect()  # type: ignore[misc]
         _cut_if_expired()
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _track(self)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
         _cut_if_expired()
 
 
-class _TrackedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        _track(self)
-        super().connect()
-        _cut_if_expired()
+class _TrackedHTTPConnection(_Tracked, HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _track(self)
-        super().request(*args, **kwargs)
-        _cut_if_expired()
+
+class _TrackedHTTPSConnection(_Tracked, HTTPSConnection):
+    pass
 
 
 class _TrackedHTTPConnectionPool(HTTPConnectionPool):
