@@ -122,6 +122,15 @@ CONFIGS: dict[str, ConfigSpec] = {
             default=False,
         ),
         ConfigSpec(
+            "bridge-unsampled",
+            "bridge",
+            "diagnostic: as bridge-prod with no request traced (traces 0%, no profiler): "
+            "what the unsampled 90% cost",
+            environment="production",
+            overrides=(("traces_sample_rate", 0.0), ("profiles_sample_rate", 0.0)),
+            default=False,
+        ),
+        ConfigSpec(
             "bridge-otlp-lean",
             "bridge",
             "diagnostic: as bridge-otlp without the profiler and without /metrics",

@@ -30,6 +30,7 @@ provider (its ``http.server.*`` metrics count every request), or a user ``traces
 from __future__ import annotations
 
 from contextvars import ContextVar
+from time import monotonic
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -62,6 +63,9 @@ _DETAILS_KEY = "telemetry.span_details"
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 #: Distinct (method, path) pairs whose route is remembered (see SamplingGate.span_details).
 MAX_KNOWN_PATHS = 1024
+#: How stale the process-wide conditions of :meth:`SamplingGate._steps_aside` may be: a
+#: meter provider or response propagator set while serving is honoured within this time.
+GLOBALS_RECHECK_S = 1.0
 _NOT_SAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
 
 
@@ -139,6 +143,8 @@ class SamplingGate:
             return known if known is not None else details(scope)
 
         self._details = details
+        self._globals_checked_until = -1.0
+        self._globals_say_step_aside = True
         self._known: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
         otel.default_span_details = span_details
 
@@ -167,13 +173,26 @@ class SamplingGate:
     def _steps_aside(self, scope: Any) -> bool:
         return (
             scope["type"] != "http"
-            or self.sampler.traces_sampler is not None
+            or self._process_wide_reason()
             or self.sampler.excluded.matches(scope.get("path"))
             or not self._http_enabled()
+        )
+
+    def _process_wide_reason(self) -> bool:
+        """Whether something set for the whole process makes the middleware observable
+        for unsampled requests. Looked up at most once per ``GLOBALS_RECHECK_S``: reading
+        the global meter provider consults ``os.environ`` while none is set, on every call."""
+        now = monotonic()
+        if now < self._globals_checked_until:
+            return self._globals_say_step_aside
+        self._globals_say_step_aside = (
+            self.sampler.traces_sampler is not None
             or not self._tracer_enabled()
             or not _meter_provider_is_noop()
             or self._response_propagator() is not None
         )
+        self._globals_checked_until = now + GLOBALS_RECHECK_S
+        return self._globals_say_step_aside
 
     def _tracer_enabled(self) -> bool:
         # A tracer disabled by the provider's configurator makes no span at all.
@@ -264,6 +283,24 @@ def install_sampling_gate(app: Any, provider: Any) -> bool:
     return True
 
 
+def _dropped_anyway(tracer: Any) -> bool:
+    """Whether a span ``tracer`` started now would be dropped by the bridge's sampler
+    because it follows an unsampled local parent (no remote parent, no deferred decision)."""
+    span_context = get_current_span().get_span_context()
+    if (
+        span_context.is_valid
+        and not span_context.trace_flags.sampled
+        and not span_context.is_remote
+    ):
+        sampler = getattr(tracer, "sampler", None)
+        return (
+            isinstance(sampler, RouteAwareSampler)
+            and sampler.follow_parent
+            and not otel_context.get_value(DEFERRED_SAMPLING_KEY)
+        )
+    return False
+
+
 def _quiet_when_unsampled(before: Any) -> Any:
     """OpenTelemetry's SQLAlchemy ``before_cursor_execute`` listener, made to return at
     once under a span that is not sampled: it would read the engine URL, name the
@@ -274,19 +311,8 @@ def _quiet_when_unsampled(before: Any) -> Any:
         self: Any, conn: Any, cursor: Any, statement: Any, params: Any, context: Any,
         executemany: Any,
     ) -> Any:  # fmt: skip
-        span_context = get_current_span().get_span_context()
-        if (
-            span_context.is_valid
-            and not span_context.trace_flags.sampled
-            and not span_context.is_remote
-        ):
-            sampler = getattr(self.tracer, "sampler", None)
-            if (
-                isinstance(sampler, RouteAwareSampler)
-                and sampler.follow_parent
-                and not otel_context.get_value(DEFERRED_SAMPLING_KEY)
-            ):
-                return statement, params
+        if _dropped_anyway(self.tracer):
+            return statement, params
         return before(self, conn, cursor, statement, params, context, executemany)
 
     _before_cur_exec.__wrapped__ = before  # type: ignore[attr-defined]
@@ -294,15 +320,39 @@ def _quiet_when_unsampled(before: Any) -> Any:
     return _before_cur_exec
 
 
+def _quiet_connect_when_unsampled(make_wrapper: Any) -> Any:
+    """OpenTelemetry's ``Engine.connect`` wrapper factory, made so that the wrapper calls
+    ``connect`` directly under an unsampled span: it would read the semantic-convention
+    mode twice and start a ``connect`` span the sampler drops anyway."""
+
+    def _wrap_connect(tracer: Any) -> Any:
+        traced = make_wrapper(tracer)
+
+        def _wrap_connect_internal(func: Any, module: Any, args: Any, kwargs: Any) -> Any:
+            if _dropped_anyway(tracer):
+                return func(*args, **kwargs)
+            return traced(func, module, args, kwargs)
+
+        return _wrap_connect_internal
+
+    _wrap_connect.__wrapped__ = make_wrapper  # type: ignore[attr-defined]
+    return _wrap_connect
+
+
 def skip_unsampled_statements() -> bool:
     """Install :func:`_quiet_when_unsampled` on OpenTelemetry's SQLAlchemy ``EngineTracer``
-    (before the instrumentor runs: each tracer binds its listener when it is made).
-    Idempotent; False when the instrumentation is not installed."""
+    and :func:`_quiet_connect_when_unsampled` on its ``Engine.connect`` wrapper (before the
+    instrumentor runs: each tracer binds its listener, and ``instrument`` makes the connect
+    wrapper, when it runs). Idempotent; False when the instrumentation is not installed."""
     try:
+        import opentelemetry.instrumentation.sqlalchemy as sqlalchemy_instrumentation
         from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
     except ImportError:
         return False
     current = EngineTracer._before_cur_exec
     if getattr(current, "__wrapped__", None) is None:
         EngineTracer._before_cur_exec = _quiet_when_unsampled(current)  # type: ignore[method-assign]
+    make_connect = getattr(sqlalchemy_instrumentation, "_wrap_connect", None)
+    if callable(make_connect) and getattr(make_connect, "__wrapped__", None) is None:
+        sqlalchemy_instrumentation._wrap_connect = _quiet_connect_when_unsampled(make_connect)
     return True

@@ -57,6 +57,14 @@ class ServerSpanRoute:
         if claimed:
             scope[_FASTAPI_KEY] = None
         span = trace.get_current_span()
+        if not span.is_recording() and scope.get(_FASTAPI_KEY) is None:
+            # An unsampled request without FastAPI's native span: nothing to name.
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                if claimed:
+                    scope.pop(_FASTAPI_KEY, None)
+            return
         root_path = str(scope.get("root_path", ""))
         outer_app = scope.get("app")
         named = False

@@ -193,7 +193,16 @@ def test_statements_of_an_unsampled_request_skip_the_span_work() -> None:
 
     assert skip_unsampled_statements()
     assert skip_unsampled_statements()  # idempotent
-    provider = TracerProvider(sampler=RouteAwareSampler(1.0), id_generator=PresetIdGenerator())
+    sampler = RouteAwareSampler(1.0)
+    decisions: list[str] = []
+    decide = sampler.should_sample
+
+    def counting_should_sample(*args: Any, **kwargs: Any) -> Any:
+        decisions.append(args[2])  # the span name
+        return decide(*args, **kwargs)
+
+    sampler.should_sample = counting_should_sample  # type: ignore[method-assign]
+    provider = TracerProvider(sampler=sampler, id_generator=PresetIdGenerator())
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     engine = create_engine("sqlite://")
@@ -206,11 +215,13 @@ def test_statements_of_an_unsampled_request_skip_the_span_work() -> None:
         )
         with trace.use_span(unsampled), engine.connect() as conn:
             assert conn.execute(text("SELECT 1")).scalar() == 1
-        assert [s.name for s in exporter.get_finished_spans() if s.name != "connect"] == []
+        # Neither the connection nor the statement started a span for the sampler to drop.
+        assert decisions == []
+        assert exporter.get_finished_spans() == ()
         with tracer.start_as_current_span("request"), engine.connect() as conn:
             conn.execute(text("SELECT 2"))
         names = [s.name for s in exporter.get_finished_spans()]
-        assert "SELECT" in names and "request" in names
+        assert sorted(names) == ["SELECT", "connect", "request"]
         db = next(s for s in exporter.get_finished_spans() if s.name == "SELECT")
         assert db.attributes is not None and db.attributes.get("db.statement") == "SELECT 2"
     finally:
