@@ -32,6 +32,8 @@ from telemetry.tracing.propagation import DEFERRED_SAMPLING_KEY
 __all__ = ["RouteAwareSampler", "RoutePatterns"]
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
+#: Distinct paths whose pattern match is remembered, per set of patterns.
+MAX_REMEMBERED_PATHS = 4096
 
 
 class _Verdict(enum.Enum):
@@ -48,11 +50,20 @@ class RoutePatterns:
         self.patterns = tuple(p for p in patterns if p)
         alternatives = [_glob_to_regex(p) for p in self.patterns]
         self._regex = re.compile("^(?:" + "|".join(alternatives) + ")$") if alternatives else None
+        # Answers per path: each request asks up to six times (gate, sampler, by route and
+        # by path), and a service has few distinct paths. Bounded: a crawler's random paths
+        # are matched again once it is full.
+        self._known: dict[str, bool] = {}
 
     def matches(self, path: str | None) -> bool:
         if not path or self._regex is None:
             return False
-        return self._regex.match(path.split("?", 1)[0]) is not None
+        known = self._known.get(path)
+        if known is None:
+            known = self._regex.match(path.split("?", 1)[0]) is not None
+            if len(self._known) < MAX_REMEMBERED_PATHS:
+                self._known[path] = known
+        return known
 
     def as_url_regexes(self) -> str:
         """The patterns as the comma-separated URL regexes OTel's ``excluded_urls`` takes."""

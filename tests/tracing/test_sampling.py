@@ -144,3 +144,19 @@ def test_parent_trace_state_is_kept_on_children() -> None:
         pass
     (span,) = exporter.get_finished_spans()
     assert span.context.trace_state.get("vendor") == "value"
+
+
+def test_route_patterns_remember_answers_within_a_bound() -> None:
+    from telemetry.tracing.sampling import MAX_REMEMBERED_PATHS, RoutePatterns
+
+    patterns = RoutePatterns(["/health/*", "/metrics"])
+    for _ in range(2):  # the second round answers from memory, the same way
+        assert patterns.matches("/health")
+        assert patterns.matches("/health/live?verbose=1")
+        assert patterns.matches("/metrics")
+        assert not patterns.matches("/metrics/x")
+        assert not patterns.matches("/healthz")
+    for i in range(MAX_REMEMBERED_PATHS + 100):
+        assert not patterns.matches(f"/items/{i}")
+    assert patterns.matches("/health/ready")  # still right once the memory is full
+    assert len(patterns._known) == MAX_REMEMBERED_PATHS
