@@ -153,7 +153,8 @@ class SamplingGate:
         (method, path) for up to ``MAX_KNOWN_PATHS`` paths: matching a request against every
         route is the larger part of the middleware's own cost. The routes' identity and
         count are part of the key (routes added later are seen), and an app with host-based
-        routes is matched every time (the host header takes part)."""
+        routes is matched every time (the host header takes part). The answer is shared:
+        callers copy the attributes before changing them."""
         app = scope.get("app")
         routes = getattr(app, "routes", None)
         key = (
@@ -168,7 +169,7 @@ class SamplingGate:
             known = self._details(scope)
             if len(self._known) < MAX_KNOWN_PATHS and not _host_routed(routes):
                 self._known[key] = known
-        return known[0], dict(known[1])
+        return known  # shared: copied only where it is handed on (sampled requests)
 
     def _steps_aside(self, scope: Any) -> bool:
         return (
@@ -212,7 +213,7 @@ class SamplingGate:
             parent_context, parent, trace_id, name, attributes.get("http.route"),
             scope.get("path"), scope.get("method"),
         ):  # fmt: skip
-            scope[_DETAILS_KEY] = (name, attributes)
+            scope[_DETAILS_KEY] = (name, dict(attributes))
             preset = _PRESET_TRACE_ID.set(trace_id) if root else None
             try:
                 await self.app(scope, receive, send)

@@ -86,6 +86,12 @@ def _route_of(name: str, attributes: Attributes) -> tuple[str | None, str | None
     route = attrs.get("http.route")
     path = attrs.get("url.path") or attrs.get("http.target")
     method = attrs.get("http.request.method") or attrs.get("http.method")
+    return _with_name(name, route, path, method)
+
+
+def _with_name(
+    name: str, route: Any, path: Any, method: Any
+) -> tuple[str | None, str | None, str | None]:
     if " " in name:
         # FastAPI's server span name is "<METHOD> <route template>".
         method_part, _, route_part = name.partition(" ")
@@ -154,14 +160,24 @@ class RouteAwareSampler(Sampler):
         """Whether the server span of a request would be sampled: the decision
         :meth:`should_sample` takes for it, from the route, path and method the span's
         start attributes carry (``telemetry.tracing.gate`` asks before the span exists)."""
-        attributes: dict[str, str] = {}
-        if route:
-            attributes["http.route"] = route
-        if path:
-            attributes["url.path"] = path
-        if method:
-            attributes["http.request.method"] = method
-        verdict = self._decide(parent_context, parent, trace_id, name, SpanKind.SERVER, attributes)
+        if self.traces_sampler is not None:
+            # A user sampler is handed the start attributes, as should_sample would be.
+            attributes: dict[str, str] = {}
+            if route:
+                attributes["http.route"] = route
+            if path:
+                attributes["url.path"] = path
+            if method:
+                attributes["http.request.method"] = method
+            verdict = self._decide(
+                parent_context, parent, trace_id, name, SpanKind.SERVER, attributes
+            )
+        else:
+            # The same decision without building attributes to parse them back.
+            route, path, method = _with_name(name, route or None, path or None, method or None)
+            verdict = self._verdict(
+                parent_context, parent, trace_id, name, SpanKind.SERVER, None, route, path, method
+            )
         return verdict is not _Verdict.DROP
 
     def _decide(
@@ -173,8 +189,24 @@ class RouteAwareSampler(Sampler):
         kind: SpanKind | None,
         attributes: Attributes,
     ) -> _Verdict:
-        deferred = bool(get_value(DEFERRED_SAMPLING_KEY, parent_context))
         route, path, method = _route_of(name, attributes)
+        return self._verdict(
+            parent_context, parent, trace_id, name, kind, attributes, route, path, method
+        )
+
+    def _verdict(
+        self,
+        parent_context: Context | None,
+        parent: SpanContext,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None,
+        attributes: Attributes,
+        route: str | None,
+        path: str | None,
+        method: str | None,
+    ) -> _Verdict:
+        deferred = bool(get_value(DEFERRED_SAMPLING_KEY, parent_context))
         if kind is SpanKind.SERVER and (
             self.excluded.matches(route) or self.excluded.matches(path)
         ):
