@@ -121,6 +121,8 @@ class TelemetryMetrics:
         self._overflow.labels(_REQUESTS, "route").inc(0)
         self._routes = RouteResolver()
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        #: (method, route, status) -> (label values, requests child, duration child)
+        self._request_series: dict[tuple[str, str, str], tuple[tuple[str, ...], Any, Any]] = {}
         server = ["service", "method", "route", "status_code"]
         self._requests = Counter("http_server_requests", "HTTP requests.", server, registry=r)
         self._duration = Histogram(
@@ -221,18 +223,34 @@ class TelemetryMetrics:
         exemplar: dict[str, str] | None = None, exception_type: str | None = None,
     ) -> None:  # fmt: skip
         """One served request; ``route`` must already be a template (or ``<unmatched>``)."""
-        guard = self.guard
         method = normalize_method(method)
-        route = guard.bound(_REQUESTS, "route", route)
-        status_code = guard.bound(_REQUESTS, "status_code", status_code)
-        values = (self.service, method, route, status_code)
-        self._child(self._requests, values).inc(exemplar=exemplar)
+        series = self._request_series.get((method, route, status_code))
+        if series is None:
+            series = self._new_request_series(method, route, status_code)
+        values, requests, duration = series
+        requests.inc(exemplar=exemplar)
+        duration.observe(duration_s, exemplar=exemplar)
         if exemplar is not None and self._shared is not None:
             self._shared.counted(self._requests, _REQUESTS, values, exemplar)
-        self._observe(self._duration, values, duration_s, exemplar)
+            self._shared.observed(self._duration, values, exemplar, duration_s)
         if exception_type is not None:
-            kind = guard.bound(_EXCEPTIONS, "exception_type", exception_type)
+            route = values[2]
+            kind = self.guard.bound(_EXCEPTIONS, "exception_type", exception_type)
             self._child(self._exceptions, (self.service, method, route, kind)).inc()
+
+    def _new_request_series(
+        self, method: str, route: str, status_code: str
+    ) -> tuple[tuple[str, ...], Any, Any]:
+        guard = self.guard
+        bounded_route = guard.bound(_REQUESTS, "route", route)
+        bounded_status = guard.bound(_REQUESTS, "status_code", status_code)
+        values = (self.service, method, bounded_route, bounded_status)
+        series = (values, self._child(self._requests, values), self._child(self._duration, values))
+        if bounded_route == route and bounded_status == status_code:
+            # Remembered only for label values the guard admitted, so this stays as bounded
+            # as the series are; overflowing values go through the guard every time.
+            self._request_series[(method, route, status_code)] = series
+        return series
 
     def record_http_client(
         self, method: str, peer: str, status_code: str, duration_s: float
