@@ -23,13 +23,18 @@ from sentry_sdk.utils import AnnotatedValue
 from telemetry.scrubbing import FILTERED, ScrubbingPolicy
 from telemetry.sentry.scrubbing import EventScrubber
 from telemetry.tracing.scrubbing import ScrubbingSpanExporter, scrub_span
+from tests.scrubbing.corpus import (
+    CLEAN_TEXT,
+    LUHN_VALID_CARDS,
+    ROUTE,
+    SECRETS_IN_TEXT,
+    SPAN_ID,
+    TRACE_ID,
+)
 
 POLICY = ScrubbingPolicy.default()
 EVENTS = EventScrubber(POLICY)
-TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
-SPAN_ID = "b7ad6b7169203331"
 PARENT_ID = "00f067aa0ba902b7"
-ROUTE = "/api/v1/agents/{agent_id}"
 VISA = "4111 1111 1111 1111"
 
 
@@ -47,26 +52,7 @@ def assert_no_secret(text: str, secrets: list[str]) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [
-        ("GET /x?token=abc123&x=1", "GET /x?token=[Filtered]&x=1"),
-        ("login failed: password=hunter2", "login failed: password=[Filtered]"),
-        (
-            "UPDATE users SET password = 'hunter2' WHERE id = 1",
-            "UPDATE users SET password = '[Filtered]' WHERE id = 1",
-        ),
-        ("Authorization: Bearer abc.def-ghi", "Authorization: [Filtered]"),
-        ("Cookie: sid=s1; csrftoken=c2\nnext", "Cookie: [Filtered]\nnext"),
-        ("postgresql+psycopg://app:s3cret@db:5432/x", "postgresql+psycopg://[Filtered]@db:5432/x"),
-        ("{'password': 'hunter2', 'user': 'bob'}", "{'password': '[Filtered]', 'user': 'bob'}"),
-        ('{"client_secret": "s3", "a": 1}', '{"client_secret": "[Filtered]", "a": 1}'),
-        ("run --api-key=k1 --verbose", "run --api-key=[Filtered] --verbose"),
-        ("next=/login?access_token=t1", "next=/login?access_token=[Filtered]"),
-        ("token: Bearer abc", "token: [Filtered]"),
-        ("pay with 4111-1111-1111-1111 now", "pay with [Filtered] now"),
-        ("Basic dXNlcjpwYXNz", "Basic [Filtered]"),
-        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln", "jwt [Filtered]"),
-        ("key sk-ant-api03-abcdefghijklmnopqrstu", "key [Filtered]"),
-    ],
+    SECRETS_IN_TEXT,
 )
 def test_secrets_in_text_are_filtered(text: str, expected: str) -> None:
     assert POLICY.scrub_text(text) == expected
@@ -74,17 +60,7 @@ def test_secrets_in_text_are_filtered(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [
-        "GET",
-        ROUTE,
-        "max_tokens=100 input_tokens=5",
-        "Error: connection refused at 12:30",
-        "SELECT * FROM users WHERE api_key = %s AND password = %(pw)s AND token = $1",
-        f"trace {TRACE_ID} span {SPAN_ID}",
-        "Basic authentication failed",
-        "order 4111111111111112 (fails Luhn)",
-        "https://example.com/a?page=2&sort=name",
-    ],
+    CLEAN_TEXT,
 )
 def test_clean_text_is_returned_unchanged(text: str) -> None:
     assert POLICY.scrub_text(text) is text
@@ -117,9 +93,7 @@ def test_ordinary_names_are_not_sensitive(name: str) -> None:
     assert not POLICY.is_sensitive_name(name)
 
 
-@pytest.mark.parametrize(
-    "number", ["4111111111111111", "5500 0000 0000 0004", "3400-000000-00009", "6011000990139424"]
-)
+@pytest.mark.parametrize("number", LUHN_VALID_CARDS)
 def test_luhn_valid_cards_are_filtered(number: str) -> None:
     assert POLICY.scrub_text(f"card {number}.") == "card [Filtered]."
 
