@@ -27,25 +27,30 @@ def scrub_span(policy: ScrubbingPolicy, span: ReadableSpan) -> ReadableSpan:
     # (``/reset-password/{token}``) is found through the route template and replaced in
     # every attribute of the span, its events and its status.
     drop = policy.client_ip_attributes(server_span=span.kind == SpanKind.SERVER)
-    secrets = policy.route_secrets(span.attributes)
+    # Each of these properties builds a new proxy or tuple: read once.
+    attributes, events, links = span.attributes, span.events, span.links
+    secrets = policy.route_secrets(attributes)
     # Sentry's names for what the instrumentation already said (``conventions``): added
     # here, so they cost the request nothing and are scrubbed like every attribute.
     derived = derived_attributes(span)
-    source = span.attributes if derived is None else {**(span.attributes or {}), **derived}
-    attrs = policy.scrub_attributes(source, drop=drop, secrets=secrets)
-    if derived is not None and attrs is None:
-        attrs = {**(span.attributes or {}), **derived}
-    events = [
+    if derived is None:
+        attrs = policy.scrub_attributes(attributes, drop=drop, secrets=secrets)
+    else:
+        merged = {**(attributes or {}), **derived}
+        attrs = policy.scrub_attributes(merged, drop=drop, secrets=secrets)
+        if attrs is None:
+            attrs = merged  # our own dict, which scrub_attributes never changes
+    new_events = [
         ev
         if (ev_attrs := policy.scrub_attributes(ev.attributes, secrets=secrets)) is None
         else Event(ev.name, ev_attrs, ev.timestamp)
-        for ev in span.events
+        for ev in events
     ]
-    links = [
+    new_links = [
         ln
         if (ln_attrs := policy.scrub_attributes(ln.attributes)) is None
         else Link(ln.context, ln_attrs)
-        for ln in span.links
+        for ln in links
     ]
     name = policy.scrub_text(policy.redact(span.name, secrets))
     status = span.status
@@ -57,15 +62,15 @@ def scrub_span(policy: ScrubbingPolicy, span: ReadableSpan) -> ReadableSpan:
         attrs is None
         and name is span.name
         and status is span.status
-        and all(a is b for a, b in zip(events, span.events, strict=True))
-        and all(a is b for a, b in zip(links, span.links, strict=True))
+        and all(a is b for a, b in zip(new_events, events, strict=True))
+        and all(a is b for a, b in zip(new_links, links, strict=True))
     ):
         return span
-    bounded = BoundedAttributes(None, attrs if attrs is not None else span.attributes)
+    bounded = BoundedAttributes(None, attrs if attrs is not None else attributes)
     bounded.dropped = span.dropped_attributes  # keep the counts the exporter reports
-    event_list = BoundedList.from_seq(None, events)
+    event_list = BoundedList.from_seq(None, new_events)
     event_list.dropped = span.dropped_events
-    link_list = BoundedList.from_seq(None, links)
+    link_list = BoundedList.from_seq(None, new_links)
     link_list.dropped = span.dropped_links
     return ReadableSpan(
         name=name,
