@@ -8,12 +8,14 @@ common case) passes through as the same object, uncopied.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, SpanKind, Status
+from opentelemetry.util.types import Attributes
 
 from telemetry.scrubbing import ScrubbingPolicy
 from telemetry.tracing.conventions import derived_attributes
@@ -66,26 +68,59 @@ def scrub_span(policy: ScrubbingPolicy, span: ReadableSpan) -> ReadableSpan:
         and all(a is b for a, b in zip(new_links, links, strict=True))
     ):
         return span
-    bounded = BoundedAttributes(None, attrs if attrs is not None else attributes)
-    bounded.dropped = span.dropped_attributes  # keep the counts the exporter reports
-    event_list = BoundedList.from_seq(None, new_events)
-    event_list.dropped = span.dropped_events
-    link_list = BoundedList.from_seq(None, new_links)
-    link_list.dropped = span.dropped_links
     return ReadableSpan(
         name=name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes=bounded,
-        events=event_list,
-        links=link_list,
+        attributes=_copied_attributes(span, attrs if attrs is not None else attributes),
+        events=_copied_list(new_events, span.dropped_events),
+        links=_copied_list(new_links, span.dropped_links),
         kind=span.kind,
         status=status,
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
+
+
+def _copied_attributes(span: ReadableSpan, attributes: Attributes) -> Attributes:
+    """The copy's attributes, with the count of those the original dropped.
+
+    A dict of values ``BoundedAttributes`` keeps as they are (no limit nor truncation here)
+    is what it would hold: the dict itself is used then, as cleaning every value again
+    costs more than scrubbing the whole clean span (a server span is copied for the
+    attributes derived on export)."""
+    dropped = span.dropped_attributes
+    if not dropped and isinstance(attributes, dict) and _kept_as_is(attributes):
+        return attributes
+    bounded = BoundedAttributes(None, attributes)
+    bounded.dropped = dropped  # keep the counts the exporter reports
+    return bounded
+
+
+def _kept_as_is(attributes: dict[str, Any]) -> bool:
+    # Scalars and tuples of strings come out of OpenTelemetry's attribute cleaning as they
+    # went in, in every supported version; anything else (other sequences, mappings, bytes,
+    # odd keys) is left to BoundedAttributes.
+    for key, value in attributes.items():
+        if type(key) is not str or not key:
+            return False
+        kind = type(value)
+        if kind is str or kind is int or kind is float or kind is bool:
+            continue
+        if kind is not tuple or not all(type(item) is str for item in value):
+            return False
+    return True
+
+
+def _copied_list(items: list[Any], dropped: int) -> Sequence[Any]:
+    """Events or links of the copy; a ``BoundedList`` only to carry a count of dropped ones."""
+    if not dropped:
+        return tuple(items)  # what ReadableSpan.events/.links return either way
+    bounded = BoundedList.from_seq(None, items)
+    bounded.dropped = dropped
+    return bounded
 
 
 class ScrubbingSpanExporter(SpanExporter):
