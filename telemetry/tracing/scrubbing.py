@@ -29,16 +29,18 @@ def scrub_span(policy: ScrubbingPolicy, span: ReadableSpan) -> ReadableSpan:
     # (``/reset-password/{token}``) is found through the route template and replaced in
     # every attribute of the span, its events and its status.
     drop = policy.client_ip_attributes(server_span=span.kind == SpanKind.SERVER)
-    # Each of these properties builds a new proxy or tuple: read once.
-    attributes, events, links = span.attributes, span.events, span.links
+    # Each of these properties builds a new proxy or tuple: read once. The attributes as a
+    # plain dict: the proxy answers every lookup through BoundedAttributes' Python-level
+    # Mapping methods, a missing key by raising KeyError inside.
+    attributes, events, links = dict(span.attributes or {}), span.events, span.links
     secrets = policy.route_secrets(attributes)
     # Sentry's names for what the instrumentation already said (``conventions``): added
     # here, so they cost the request nothing and are scrubbed like every attribute.
-    derived = derived_attributes(span)
+    derived = derived_attributes(span, attributes)
     if derived is None:
         attrs = policy.scrub_attributes(attributes, drop=drop, secrets=secrets)
     else:
-        merged = {**(attributes or {}), **derived}
+        merged = {**attributes, **derived}
         attrs = policy.scrub_attributes(merged, drop=drop, secrets=secrets)
         if attrs is None:
             attrs = merged  # our own dict, which scrub_attributes never changes
