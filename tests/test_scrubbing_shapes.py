@@ -18,31 +18,22 @@ from opentelemetry.trace import SpanKind
 from telemetry.scrubbing import FILTERED, RouteSecretsMiddleware, ScrubbingPolicy, scrub_sql
 from telemetry.sentry.scrubbing import EventScrubber
 from telemetry.tracing.scrubbing import ScrubbingSpanExporter
+from tests.scrubbing.corpus import (
+    DATABASE_ERRORS,
+    FREE_TEXT_PROSE,
+    FREE_TEXT_SECRETS,
+    SECRET,
+    SQL_STATEMENTS,
+    URL_PATH_SECRETS,
+)
 
 POLICY = ScrubbingPolicy.default()
 EVENTS = EventScrubber(POLICY)
-SECRET = "Zq9SecretValue77"
 
 
 @pytest.mark.parametrize(
     ("statement", "expected"),
-    [
-        (
-            f"INSERT INTO users (email, reset_token) VALUES ('a@b.c', '{SECRET}')",
-            "INSERT INTO users (email, reset_token) VALUES (?, ?)",
-        ),
-        ("SELECT * FROM t WHERE pin = 123456 LIMIT 10", "SELECT * FROM t WHERE pin = ? LIMIT 10"),
-        ("SELECT 'it''s', E'a\\'b' FROM t", "SELECT ?, ? FROM t"),
-        ("SELECT $tag$ secret $tag$, $$x$$", "SELECT ?, ?"),
-        ("SELECT 1 WHERE id = %(id)s AND x = $1 AND y = :name", None),
-        ('SELECT "col""x", `b` FROM "t1" WHERE t1.c2 = ?', None),
-        (
-            "/*traceparent='00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'*/ SELECT 1",
-            None,
-        ),
-        ("SELECT x FROM t WHERE y = 'unterminated", "SELECT x FROM t WHERE y = ?"),
-        ("SELECT 0xDEADBEEF, 3.14159", "SELECT ?, ?"),
-    ],
+    SQL_STATEMENTS,
 )
 def test_sql_literals_replaced_shape_kept(statement: str, expected: str | None) -> None:
     assert scrub_sql(statement) == (statement if expected is None else expected)
@@ -50,14 +41,7 @@ def test_sql_literals_replaced_shape_kept(statement: str, expected: str | None) 
 
 @pytest.mark.parametrize(
     "text",
-    [
-        'duplicate key value violates unique constraint "u"\n'
-        f"DETAIL:  Key (reset_token)=({SECRET}) already exists.",
-        f'DETAIL:  Key (a, b)=(1, {SECRET} (x)) is not present in table "t".',
-        f"DETAIL:  Failing row contains (1, {SECRET}, null).",
-        f"(1062, \"Duplicate entry '{SECRET}' for key 'users.reset_token'\")",
-        f"[SQL: INSERT INTO t (x) VALUES ('{SECRET}')]\n[parameters: ('{SECRET}', 1)]",
-    ],
+    DATABASE_ERRORS,
 )
 def test_database_error_values_removed(text: str) -> None:
     out = POLICY.scrub_text(text)
@@ -128,12 +112,7 @@ def test_short_status_codes_survive() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [
-        f"invalid token {SECRET}",
-        f"Invalid token '{SECRET}' for user 3",
-        "password Hunter2024 rejected",
-        "OTP 493021 expired",
-    ],
+    FREE_TEXT_SECRETS,
 )
 def test_free_text_after_a_sensitive_word(text: str) -> None:
     out = POLICY.scrub_text(text)
@@ -142,7 +121,7 @@ def test_free_text_after_a_sensitive_word(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["invalid token provided", "token expired", "password reset requested", "max tokens 4096"],
+    FREE_TEXT_PROSE,
 )
 def test_free_text_prose_kept(text: str) -> None:
     assert POLICY.scrub_text(text) == text
@@ -150,16 +129,7 @@ def test_free_text_prose_kept(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "secret"),
-    [
-        (
-            "HTTP Request: POST https://api.telegram.org/bot123456789:AAE-abcdefghijklmnopqrstuvw"
-            '/sendMessage "HTTP/1.1 200 OK"',
-            "AAE-abcdefghijklmnopqrstuvw",
-        ),
-        ("https://hooks.slack.com/services/T0001/B0002/XXXXsecretXXXX1234", "XXXXsecretXXXX1234"),
-        ("https://discord.com/api/webhooks/123456/abcdefghijklmnopqrstuvwxyz12", "abcdefghij"),
-        ("https://h.example/webhook/9f86d081884c7d659a2feaa0c55ad015", "9f86d081884c"),
-    ],
+    URL_PATH_SECRETS,
 )
 def test_secrets_in_url_paths(text: str, secret: str) -> None:
     out = POLICY.scrub_text(text)

@@ -94,14 +94,41 @@ def _luhn_ok(digits: str) -> bool:
 
 # Cheap pre-checks, so that clean text (most span attributes, SQL, URLs) skips the scan:
 # a key needs a separator and a sensitive name inside the text; a secret recognised by
-# its shape needs one of these literals or a run of 8 digits. On short text one regex
-# alternation is cheapest; on long text str.__contains__ per literal is (the regex is
-# tried at every position).
+# its shape needs one of these literals or a run of 8 digits. No regex alternation here:
+# Python's ``re`` has no literal-prefix search for one, so it is tried at every position
+# (4 µs on a 26-character URL), where ``in`` per literal is a fast substring search.
 SHAPE_LITERALS = tuple(
     sorted(_words("@ bearer basic eyj sk- _live_ _test_ akia xox glpat ghp_ gho_ ghu_ ghs_ ghr_"))
 )
-DIGITS = re.compile(r"\d(?:[ -]?\d){7}")
-SHAPE_RX = re.compile("|".join(map(re.escape, SHAPE_LITERALS)) + "|" + DIGITS.pattern)
+
+
+def has_shape_literal(low: str) -> bool:
+    """``any(lit in low for lit in SHAPE_LITERALS)`` spelled out: a chain of ``in`` costs
+    a third of the generator (a test keeps the two the same)."""
+    return (
+        "@" in low
+        or "_live_" in low
+        or "_test_" in low
+        or "akia" in low
+        or "basic" in low
+        or "bearer" in low
+        or "eyj" in low
+        or "gho_" in low
+        or "ghp_" in low
+        or "ghr_" in low
+        or "ghs_" in low
+        or "ghu_" in low
+        or "glpat" in low
+        or "sk-" in low
+        or "xox" in low
+    )
+
+
+# 8 digits, each pair at most one space or dash apart: ``\d(?:[ -]?\d){7}`` unrolled, the
+# same strings, but without the group repeat ``re`` runs slowly at every digit.
+DIGITS = re.compile(r"\d" + r"[ -]?\d" * 7)
+# Up to this length the sensitive-name cores are searched with one regex alternation (35
+# ``in`` searches cost more on short text); beyond it ``in`` per core is cheaper.
 SHORT_TEXT = 256
 # One scanner, linear in the text: a `key=` / `key:` / `"key": ` candidate (its value is
 # not consumed, so a URL inside a harmless value is still scanned), or a secret by shape.

@@ -46,12 +46,11 @@ from telemetry.scrubbing.patterns import (
     SCAN,
     SCAN_SLACK,
     SERVER_PEER_ATTRIBUTES,
-    SHAPE_LITERALS,
-    SHAPE_RX,
     SHORT_TEXT,
     TAIL_KEYS,
     VALUE,
     WHOLE_ONLY,
+    has_shape_literal,
     normalise_name,
     shape_replacement,
 )
@@ -74,6 +73,17 @@ __all__ = ["ScrubbingPolicy", "Wrapper"]
 #: A container type another library wraps values in (sentry-sdk's ``AnnotatedValue``): its
 #: inner value is scrubbed and the wrapper kept. ``(type, unwrap, rewrap)``.
 Wrapper = tuple[type, Callable[[Any], Any], Callable[[Any, Any], Any]]
+
+# Results remembered for repeated values. Span attributes (URLs, hosts, user agents, SQL
+# statements, methods) repeat on nearly every request, and scrubbing one costs microseconds
+# even when it is clean, on every span. Values up to MEMO_MAX_LENGTH characters are
+# remembered, at most MEMO_MAX_ENTRIES of them: the memo is emptied when full, as values
+# (URLs, headers) may be attacker-chosen. Its worst case is a few MB (keys and results are
+# shared strings); the hot values are back after one more scrub each.
+MEMO_MAX_LENGTH = 1024
+MEMO_MAX_ENTRIES = 4096
+# The end user's address on a server span, where the peer is the client.
+_SERVER_CLIENT_IP = CLIENT_IP_ATTRIBUTES | SERVER_PEER_ATTRIBUTES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +111,11 @@ class ScrubbingPolicy:
     _cores_rx: re.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
     _extra: tuple[re.Pattern[str], ...] = dataclasses.field(init=False, repr=False, compare=False)
     _cache: dict[str, bool] = dataclasses.field(init=False, repr=False, compare=False, hash=False)
+    # text -> scrub_text's result, (key, value) -> scrub_attributes' new value (MEMO_MAX_*)
+    _memo: dict[str | tuple[str, str], Any] = dataclasses.field(
+        init=False, repr=False, compare=False, hash=False
+    )
+    _memo_longest: int = dataclasses.field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_length < 64:
@@ -131,6 +146,10 @@ class ScrubbingPolicy:
         cores_rx = "|".join(map(re.escape, self._cores)) or "(?!)"  # (?!) never matches
         object.__setattr__(self, "_cores_rx", re.compile(cores_rx))
         object.__setattr__(self, "_cache", {})
+        object.__setattr__(self, "_memo", {})
+        # No longer than max_length either: a remembered text is never truncated, so its
+        # result is the same whatever ``truncate``/``tail`` say.
+        object.__setattr__(self, "_memo_longest", min(MEMO_MAX_LENGTH, self.max_length))
 
     @classmethod
     def default(cls) -> ScrubbingPolicy:
@@ -202,6 +221,31 @@ class ScrubbingPolicy:
 
     def scrub_text(self, text: str, *, truncate: bool = True, tail: bool = False) -> str:
         """Replace secrets in free text; strings over ``max_length`` are truncated."""
+        return self._text(text, truncate, tail, current_route_secrets(self.is_sensitive_name))
+
+    def _text(self, text: str, truncate: bool, tail: bool, route_secrets: tuple[str, ...]) -> str:
+        """:meth:`scrub_text` with the request's route secrets given, remembered when the
+        result depends on nothing but ``text``: no route secrets, a short plain ``str``
+        (a subclass may compare or hash differently)."""
+        if route_secrets or type(text) is not str or len(text) > self._memo_longest:
+            return self._scrub_text(text, truncate, tail, route_secrets)
+        out = self._memo.get(text)
+        if out is None:
+            out = self._scrub_text(text, truncate, tail, route_secrets)
+            self._remember(text, out)
+        # an equal text is answered with itself, as a fresh scrub returns clean text
+        return text if out == text else out
+
+    def _remember(self, key: str | tuple[str, str], result: Any) -> None:
+        memo = self._memo
+        if len(memo) >= MEMO_MAX_ENTRIES:
+            memo.clear()  # atomic under the GIL, as is the store: no lock on the hot path
+        memo[key] = result
+
+    def _scrub_text(
+        self, text: str, truncate: bool, tail: bool, route_secrets: tuple[str, ...]
+    ) -> str:
+        """The scrubbing itself, never remembered."""
         limit = self.max_length
         too_long = truncate and len(text) > limit
         work = text
@@ -212,7 +256,6 @@ class ScrubbingPolicy:
         # "invalid token <x>", URL paths of bot/webhook APIs, and the current request's
         # sensitive route parameters (``/reset-password/{token}``).
         out = scrub_url_paths(scrub_free_text(scrub_db_error(out)))
-        route_secrets = current_route_secrets(self.is_sensitive_name)
         if route_secrets:
             out = redact_text(out, route_secrets)
         for pattern in self._extra:
@@ -223,18 +266,14 @@ class ScrubbingPolicy:
         return text if out == text else out
 
     def _may_hold_secret(self, text: str) -> bool:
-        low = text.lower()
-        if len(text) <= SHORT_TEXT:
-            if SHAPE_RX.search(low) is not None:
-                return True
-            if "=" not in text and ":" not in text:
-                return False
-            return self._cores_rx.search(low.replace("-", "").replace("_", "")) is not None
-        if any(lit in low for lit in SHAPE_LITERALS) or DIGITS.search(text):
+        low = text.lower()  # keeps every digit, space and dash where it was
+        if has_shape_literal(low) or DIGITS.search(low) is not None:
             return True
         if "=" not in text and ":" not in text:
             return False
         flat = low.replace("-", "").replace("_", "")
+        if len(text) <= SHORT_TEXT:
+            return self._cores_rx.search(flat) is not None
         return any(core in flat for core in self._cores)
 
     def _scan(self, text: str) -> str:
@@ -378,9 +417,7 @@ class ScrubbingPolicy:
         it is the server called, which is no personal data."""
         if self.keep_client_ip:
             return frozenset()
-        return (
-            CLIENT_IP_ATTRIBUTES | SERVER_PEER_ATTRIBUTES if server_span else CLIENT_IP_ATTRIBUTES
-        )
+        return _SERVER_CLIENT_IP if server_span else CLIENT_IP_ATTRIBUTES
 
     def route_secrets(self, attributes: Mapping[str, Any] | None) -> tuple[str, ...]:
         """Values of sensitive route parameters, from a span's ``http.route`` and URLs."""
@@ -409,44 +446,67 @@ class ScrubbingPolicy:
 
         ``drop``: attribute names removed (the client's address); ``secrets``: values
         replaced wherever they occur (sensitive route parameters)."""
+        if not attributes:
+            return None
         changed: dict[str, Any] | None = None
-        for key, value in (attributes or {}).items():
+        route_secrets = current_route_secrets(self.is_sensitive_name)
+        # A string's new value depends on nothing but its key and itself unless secret
+        # values are to be replaced: then it is remembered (spans repeat their attributes).
+        memo = None if secrets or route_secrets else self._memo
+        longest = self._memo_longest
+        for key, value in attributes.items():
             if key in PRESERVED_KEYS:
                 continue
             if key in drop:
                 if changed is None:
-                    changed = dict(attributes or {})
+                    changed = dict(attributes)
                 del changed[key]
                 continue
             new: Any
-            # GenAI message JSON: scrubbed and shortened by whole messages, never cut mid-JSON.
-            fitted = fit_message_attribute(key, value, self.max_length, self.scrub_value)
-            if fitted is not None:
-                new = fitted
-            elif isinstance(value, str):
-                if value and self.is_sensitive_name(key):
-                    new = FILTERED
-                else:
-                    text = scrub_sql(value) if key in SQL_KEYS else value
-                    if secrets:
-                        text = redact_text(text, secrets)
-                    new = self.scrub_text(text, tail=key in TAIL_KEYS)
-            elif isinstance(value, Sequence) and value and isinstance(value[0], str):
-                if self.is_sensitive_name(key):
-                    new = tuple(FILTERED for _ in value)
-                else:
-                    scrubbed = [
-                        self.scrub_text(redact_text(v, secrets)) if isinstance(v, str) else v
-                        for v in value
-                    ]
-                    new = value if scrubbed == list(value) else tuple(scrubbed)
+            if (
+                memo is not None
+                and type(value) is str
+                and type(key) is str
+                and len(value) <= longest
+            ):
+                new = memo.get((key, value))
+                if new is None:
+                    new = self._scrub_attribute(key, value, (), ())
+                    self._remember((key, value), new)
             else:
-                continue  # numbers and booleans carry no secrets
+                new = self._scrub_attribute(key, value, secrets, route_secrets)
             if new is not value and new != value:
                 if changed is None:
-                    changed = dict(attributes or {})
+                    changed = dict(attributes)
                 changed[key] = new
         return changed
+
+    def _scrub_attribute(
+        self, key: str, value: Any, secrets: tuple[str, ...], route_secrets: tuple[str, ...]
+    ) -> Any:
+        """One attribute's scrubbed value (``value`` itself when nothing is to change)."""
+        # GenAI message JSON: scrubbed and shortened by whole messages, never cut mid-JSON.
+        fitted = fit_message_attribute(key, value, self.max_length, self.scrub_value)
+        if fitted is not None:
+            return fitted
+        if isinstance(value, str):
+            if value and self.is_sensitive_name(key):
+                return FILTERED
+            text = scrub_sql(value) if key in SQL_KEYS else value
+            if secrets:
+                text = redact_text(text, secrets)
+            return self._text(text, True, key in TAIL_KEYS, route_secrets)
+        if isinstance(value, Sequence) and value and isinstance(value[0], str):
+            if self.is_sensitive_name(key):
+                return tuple(FILTERED for _ in value)
+            scrubbed = [
+                self._text(redact_text(v, secrets), True, False, route_secrets)
+                if isinstance(v, str)
+                else v
+                for v in value
+            ]
+            return value if scrubbed == list(value) else tuple(scrubbed)
+        return value  # numbers and booleans carry no secrets
 
 
 _IP = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f]*:[0-9a-f:.]+", re.IGNORECASE)

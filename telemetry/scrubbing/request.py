@@ -79,6 +79,12 @@ def _with_encoded(values: Iterable[str]) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=256)
+def _param_names(template: str) -> tuple[str, ...]:
+    # Every span of a templated route asks again: the template is parsed once.
+    return tuple(m.group(1) for m in re.finditer(r"\{([A-Za-z_]\w*)", template))
+
+
+@lru_cache(maxsize=256)
 def _template_rx(template: str, sensitive: frozenset[str]) -> re.Pattern[str] | None:
     parts: list[str] = []
     pos = 0
@@ -105,9 +111,7 @@ def template_secrets(
     """Values under sensitive parameters of ``template`` in any of ``urls``."""
     if "{" not in template:
         return ()
-    names = frozenset(
-        m.group(1) for m in re.finditer(r"\{([A-Za-z_]\w*)", template) if is_sensitive(m.group(1))
-    )
+    names = frozenset(name for name in _param_names(template) if is_sensitive(name))
     rx = _template_rx(template, names) if names else None
     if rx is None:
         return ()

@@ -69,11 +69,24 @@ _DB_ERROR = re.compile(
 _SQLALCHEMY_SQL = re.compile(r"\[SQL: (?P<sql>.*?)\](?=\n|\Z|\s*\[parameters)", re.DOTALL)
 _DB_ERROR_HINTS = (")=(", "Failing row", "Duplicate entry", "[parameters: ")
 
+# The pre-checks below run on every clean string (each span attribute): they are chains of
+# ``in`` rather than ``any()`` over the hint tuples, which costs three times as much in
+# generator frames. A test keeps each chain equal to its tuple.
+
+
+def _has_db_error_hint(text: str) -> bool:
+    return (
+        ")=(" in text
+        or "Failing row" in text
+        or "Duplicate entry" in text
+        or "[parameters: " in text
+    )
+
 
 def scrub_db_error(text: str) -> str:
     """Database error text with the values of rows and parameters removed."""
     out = text
-    if any(hint in out for hint in _DB_ERROR_HINTS):
+    if _has_db_error_hint(out):
         out = _DB_ERROR.sub(lambda m: m.group(m.lastgroup or 0) + FILTERED, out)
     if "[SQL: " in out:
         out = _SQLALCHEMY_SQL.sub(lambda m: f"[SQL: {scrub_sql(m.group('sql'))}]", out)
@@ -98,10 +111,23 @@ def _free_repl(m: re.Match[str]) -> str:
     return m.group("lead") + FILTERED
 
 
+def _has_word(low: str) -> bool:
+    return (
+        "token" in low
+        or "password" in low
+        or "passwd" in low
+        or "secret" in low
+        or "apikey" in low
+        or "api key" in low
+        or "api-key" in low
+        or "api_key" in low
+        or "otp" in low
+    )
+
+
 def scrub_free_text(text: str) -> str:
     """``invalid token abc123def`` → ``invalid token [Filtered]``."""
-    low = text.lower()
-    if not any(word in low for word in _WORDS):
+    if not _has_word(text.lower()):
         return text
     out = _FREE.sub(_free_repl, text)
     return text if out == text else out
@@ -119,10 +145,13 @@ _PATHS = re.compile(
 _PATH_HINTS = ("/bot", "hooks.slack.com", "/webhook")
 
 
+def _has_path_hint(low: str) -> bool:
+    return "/bot" in low or "hooks.slack.com" in low or "/webhook" in low
+
+
 def scrub_url_paths(text: str) -> str:
     """Bot tokens and webhook secrets in URL paths replaced (the host and verb stay)."""
-    low = text.lower()
-    if not any(hint in low for hint in _PATH_HINTS):
+    if not _has_path_hint(text.lower()):
         return text
     out = _PATHS.sub(lambda m: m.group(m.lastgroup or 0) + FILTERED, text)
     return text if out == text else out

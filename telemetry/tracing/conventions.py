@@ -33,9 +33,14 @@ __all__ = ["derived_attributes"]
 _REDIS_SCOPE = "opentelemetry.instrumentation.redis"
 
 
-def derived_attributes(span: ReadableSpan) -> dict[str, Any] | None:
-    """The attributes to add to ``span`` (None when there are none)."""
-    attributes = span.attributes
+def derived_attributes(
+    span: ReadableSpan, attributes: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The attributes to add to ``span`` (None when there are none). ``attributes``: the
+    span's own, when the caller holds them already as a dict (faster to read than the
+    span's proxy)."""
+    if attributes is None:
+        attributes = span.attributes
     if not attributes:
         return None
     found: dict[str, Any] = {}

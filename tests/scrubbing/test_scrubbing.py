@@ -12,24 +12,32 @@ import pytest
 import sentry_sdk
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 from sentry_sdk.utils import AnnotatedValue
 
 from telemetry.scrubbing import FILTERED, ScrubbingPolicy
 from telemetry.sentry.scrubbing import EventScrubber
+from telemetry.tracing.conventions import derived_attributes
 from telemetry.tracing.scrubbing import ScrubbingSpanExporter, scrub_span
+from tests.scrubbing.corpus import (
+    CLEAN_TEXT,
+    LUHN_VALID_CARDS,
+    ROUTE,
+    SECRETS_IN_TEXT,
+    SPAN_ID,
+    TRACE_ID,
+)
 
 POLICY = ScrubbingPolicy.default()
 EVENTS = EventScrubber(POLICY)
-TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
-SPAN_ID = "b7ad6b7169203331"
 PARENT_ID = "00f067aa0ba902b7"
-ROUTE = "/api/v1/agents/{agent_id}"
 VISA = "4111 1111 1111 1111"
 
 
@@ -47,26 +55,7 @@ def assert_no_secret(text: str, secrets: list[str]) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [
-        ("GET /x?token=abc123&x=1", "GET /x?token=[Filtered]&x=1"),
-        ("login failed: password=hunter2", "login failed: password=[Filtered]"),
-        (
-            "UPDATE users SET password = 'hunter2' WHERE id = 1",
-            "UPDATE users SET password = '[Filtered]' WHERE id = 1",
-        ),
-        ("Authorization: Bearer abc.def-ghi", "Authorization: [Filtered]"),
-        ("Cookie: sid=s1; csrftoken=c2\nnext", "Cookie: [Filtered]\nnext"),
-        ("postgresql+psycopg://app:s3cret@db:5432/x", "postgresql+psycopg://[Filtered]@db:5432/x"),
-        ("{'password': 'hunter2', 'user': 'bob'}", "{'password': '[Filtered]', 'user': 'bob'}"),
-        ('{"client_secret": "s3", "a": 1}', '{"client_secret": "[Filtered]", "a": 1}'),
-        ("run --api-key=k1 --verbose", "run --api-key=[Filtered] --verbose"),
-        ("next=/login?access_token=t1", "next=/login?access_token=[Filtered]"),
-        ("token: Bearer abc", "token: [Filtered]"),
-        ("pay with 4111-1111-1111-1111 now", "pay with [Filtered] now"),
-        ("Basic dXNlcjpwYXNz", "Basic [Filtered]"),
-        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln", "jwt [Filtered]"),
-        ("key sk-ant-api03-abcdefghijklmnopqrstu", "key [Filtered]"),
-    ],
+    SECRETS_IN_TEXT,
 )
 def test_secrets_in_text_are_filtered(text: str, expected: str) -> None:
     assert POLICY.scrub_text(text) == expected
@@ -74,17 +63,7 @@ def test_secrets_in_text_are_filtered(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [
-        "GET",
-        ROUTE,
-        "max_tokens=100 input_tokens=5",
-        "Error: connection refused at 12:30",
-        "SELECT * FROM users WHERE api_key = %s AND password = %(pw)s AND token = $1",
-        f"trace {TRACE_ID} span {SPAN_ID}",
-        "Basic authentication failed",
-        "order 4111111111111112 (fails Luhn)",
-        "https://example.com/a?page=2&sort=name",
-    ],
+    CLEAN_TEXT,
 )
 def test_clean_text_is_returned_unchanged(text: str) -> None:
     assert POLICY.scrub_text(text) is text
@@ -117,9 +96,7 @@ def test_ordinary_names_are_not_sensitive(name: str) -> None:
     assert not POLICY.is_sensitive_name(name)
 
 
-@pytest.mark.parametrize(
-    "number", ["4111111111111111", "5500 0000 0000 0004", "3400-000000-00009", "6011000990139424"]
-)
+@pytest.mark.parametrize("number", LUHN_VALID_CARDS)
 def test_luhn_valid_cards_are_filtered(number: str) -> None:
     assert POLICY.scrub_text(f"card {number}.") == "card [Filtered]."
 
@@ -530,3 +507,73 @@ def test_exporter_scrubs_attributes_events_and_status(pipeline: Any) -> None:
     assert exporter.force_flush() is True
     exporter.shutdown()
     assert memory.export([span]) is SpanExportResult.FAILURE  # shutdown was delegated
+
+
+def old_copy(span: ReadableSpan, attributes: dict[str, Any]) -> ReadableSpan:
+    """The copy as scrub_span made it before it kept clean values uncleaned: every container
+    bounded, every value cleaned again."""
+    bounded = BoundedAttributes(None, attributes)
+    bounded.dropped = span.dropped_attributes
+    events = BoundedList.from_seq(None, span.events)
+    events.dropped = span.dropped_events
+    links = BoundedList.from_seq(None, span.links)
+    links.dropped = span.dropped_links
+    return ReadableSpan(
+        name=span.name, context=span.context, parent=span.parent, resource=span.resource,
+        attributes=bounded, events=events, links=links, kind=span.kind, status=span.status,
+        start_time=span.start_time, end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )  # fmt: skip
+
+
+PLAIN_VALUES: dict[str, Any] = {
+    "http.method": "GET",
+    "http.status_code": 200,  # the server span gets http.response.status_code on export
+    "ratio": 0.5,
+    "cached": True,
+    "http.request.header.accept": ("*/*", "text/html"),
+    "url.query": "page=2&token=abc",
+}
+OTHER_VALUES: dict[str, Any] = {
+    "ports": (80, 443),
+    "flags": (True, False),
+    "empty": (),
+    "weights": [0.25, 0.75],
+    **PLAIN_VALUES,
+}
+
+
+@pytest.mark.parametrize("limited", [False, True])
+@pytest.mark.parametrize("attributes", [PLAIN_VALUES, OTHER_VALUES])
+def test_copy_of_a_span_holds_what_a_cleaned_copy_did(
+    attributes: dict[str, Any], limited: bool
+) -> None:
+    limits = SpanLimits(max_span_attributes=4, max_events=1, max_links=1) if limited else None
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=limits)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    linked = SpanContext(int(TRACE_ID, 16), int(SPAN_ID, 16), is_remote=True)
+    with provider.get_tracer("t").start_as_current_span(
+        "GET /x", kind=SpanKind.SERVER, attributes=attributes, links=[Link(linked)] * 2
+    ) as live:
+        live.add_event("first", {"n": 1})
+        live.add_event("second", {"password": "pw"})
+    [span] = memory.get_finished_spans()
+    copy = scrub_span(POLICY, span)
+    assert copy is not span
+    expected = {**span.attributes, **(derived_attributes(span) or {})}
+    assert ("http.response.status_code" in expected) is not limited  # the oldest were dropped
+    expected["url.query"] = "page=2&token=[Filtered]"
+    reference = old_copy(copy, expected)
+    assert copy.to_json() == reference.to_json()
+    assert list(copy.attributes.items()) == list(reference.attributes.items())
+    assert (copy.dropped_attributes, copy.dropped_events, copy.dropped_links) == (
+        span.dropped_attributes,
+        span.dropped_events,
+        span.dropped_links,
+    )
+    assert (span.dropped_attributes > 0) is limited
+    assert copy.events[-1].attributes == {"password": FILTERED}
+    # The plain values of an unlimited span are the case made cheap: no second cleaning.
+    uncleaned = attributes is PLAIN_VALUES and not limited
+    assert isinstance(copy._attributes, BoundedAttributes) is not uncleaned
