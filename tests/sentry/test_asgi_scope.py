@@ -113,6 +113,37 @@ def test_each_request_has_its_own_user_and_tags(sentry: Callable[..., Any]) -> N
     assert "tenant" not in events["outside any request"].get("tags", {})
 
 
+def test_two_requests_in_one_task_share_nothing(sentry: Callable[..., Any]) -> None:
+    # As an httpx.ASGITransport or TestClient call runs the app: in the caller's task, one
+    # request after the other, and the caller's own events after them.
+    captured = sentry()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/items/1":
+            sentry_sdk.set_user({"id": "first"})
+            sentry_sdk.set_tag("leaky", "first")
+            sentry_sdk.add_breadcrumb(message="from the first request")
+        sentry_sdk.capture_message(f"in {scope['path']}")
+
+    outermost = RequestScopeMiddleware(app, is_excluded=lambda path: False)
+
+    async def caller() -> None:
+        await outermost(http_scope("/items/1"), receive, send)
+        await outermost(http_scope("/items/2"), receive, send)
+        sentry_sdk.capture_message("the caller, after both")
+
+    asyncio.run(caller())
+    sentry_sdk.flush(timeout=2)
+    events = {e["message"]: e for e in captured.of("event")}
+    assert events["in /items/1"]["user"]["id"] == "first"
+    for later in ("in /items/2", "the caller, after both"):
+        event = events[later]
+        assert "user" not in event and "leaky" not in event.get("tags", {}), later
+        crumbs = [c.get("message") for c in event.get("breadcrumbs", {}).get("values", [])]
+        assert "from the first request" not in crumbs, later
+    assert "request" not in events["the caller, after both"]
+
+
 def test_an_error_in_an_excluded_route_sends_nothing(sentry: Callable[..., Any]) -> None:
     captured = sentry()
 
