@@ -470,7 +470,6 @@ def _start_sentry(
         profile,
         before_send=before_send,
         before_send_transaction=scrubber.scrub_event,
-        before_breadcrumb=scrubber.scrub_breadcrumb,
         transport=transport,
         dsn=dsn,
         app_options=app_sentry,

@@ -223,8 +223,8 @@ class ScrubOnEmit:
     """Wraps ``logging.Handler.handle``: every handler, the app's own included, receives
     the record scrubbed, and only records some handler takes are ever scrubbed.
 
-    sentry-sdk's handlers are left out: its events and breadcrumbs are scrubbed by
-    ``before_send`` / ``before_breadcrumb`` with the same policy."""
+    sentry-sdk's handlers are left out: its events, and the breadcrumbs they carry, are
+    scrubbed by ``before_send`` with the same policy."""
 
     def __init__(self, policy: ScrubbingPolicy) -> None:
         self.policy = policy

@@ -1,8 +1,8 @@
 """One scrubbing policy, declared once, applied to every sink.
 
 A secret kept out of Sentry but shipped to Jaeger is still a leak, so the same
-:class:`ScrubbingPolicy` scrubs Sentry events and breadcrumbs (``before_send``,
-``before_send_transaction``, ``before_breadcrumb``), span attributes on the export path
+:class:`ScrubbingPolicy` scrubs Sentry events and their breadcrumbs (``before_send``,
+``before_send_transaction``), span attributes on the export path
 (:class:`ScrubbingSpanExporter`), log records (``telemetry.logs``) and metric labels.
 
 Two mechanisms, both derived from the same list of sensitive names:

@@ -7,9 +7,10 @@ Two ASGI layers:
   scope with no breadcrumbs of earlier work, so nothing one request sets (user, tags,
   contexts, breadcrumbs) reaches another's events, excluded routes and middleware that runs
   before routing included. It also counts the request as a release-health session
-  (request mode, as sentry-sdk's ASGI integration does), keeps up to ``body_limit`` bytes of
-  a JSON or form body for error events, and makes excluded routes (``/health/*``,
-  ``/metrics``) send nothing at all.
+  (request mode, aggregated as sentry-sdk's ASGI integration does, with a lighter session
+  object: ``sdk_internals.RequestSession``), keeps up to ``body_limit`` bytes of a JSON or
+  form body for error events, and makes excluded routes (``/health/*``, ``/metrics``) send
+  nothing at all.
 * :class:`RequestContextMiddleware` captures an unhandled exception while the server span is
   still current, so the event carries its trace id and span id. sentry-sdk's Starlette
   middleware would run outside OTel's and capture after the span ended (DESIGN trap 3).
@@ -24,11 +25,14 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import sentry_sdk
-from sentry_sdk.sessions import track_session
 from sentry_sdk.utils import AnnotatedValue, event_from_exception
 
 from telemetry.sentry.events import was_reported
-from telemetry.sentry.sdk_internals import clear_transaction_name
+from telemetry.sentry.sdk_internals import (
+    clear_transaction_name,
+    end_request_session,
+    start_request_session,
+)
 from telemetry.shared import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
@@ -65,7 +69,8 @@ class RequestScopeMiddleware:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not sentry_sdk.get_client().is_active():
+        client = sentry_sdk.get_client()
+        if scope["type"] != "http" or not client.is_active():
             await self.app(scope, receive, send)
             return
         loop = asyncio.get_running_loop()
@@ -90,8 +95,13 @@ class RequestScopeMiddleware:
             if not self.sessions:
                 await self.app(scope, receive, send)
                 return
-            with track_session(isolation, session_mode="request"):
+            # sentry-sdk's track_session(isolation, session_mode="request"), cheaper.
+            tracked = start_request_session(isolation, client)
+            try:
                 await self.app(scope, receive, send)
+            finally:
+                if tracked:
+                    end_request_session(isolation)
 
 
 class RequestContextMiddleware:

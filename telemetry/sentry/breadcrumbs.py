@@ -4,8 +4,8 @@ sentry-sdk's HTTPX, SQLAlchemy and Redis integrations stay off (OpenTelemetry ow
 spans), so the breadcrumbs they would leave on the request's scope are made here, from the
 same per-call hooks that feed the dependency metrics: every call, sampled or not, lands on
 the Sentry scope of the request that made it. The shapes follow sentry-sdk's
-(``httplib``/``http``, ``query``, ``redis``), and ``before_breadcrumb`` scrubs them with the
-one policy like every other breadcrumb.
+(``httplib``/``http``, ``query``, ``redis``). Like every other breadcrumb they are scrubbed
+with the one policy when an event carries them (``before_send``), not when they are added.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ _own_clients: weakref.WeakSet[Any] = weakref.WeakSet()
 #: settings (``profile.adopt_sentry_client``); transport, tracing mode, integrations and
 #: the other hooks are merged below.
 _KEPT_OPTIONS = (
-    "dist", "max_breadcrumbs", "attach_stacktrace", "send_default_pii",
+    "dist", "max_breadcrumbs", "before_breadcrumb", "attach_stacktrace", "send_default_pii",
     "in_app_include", "in_app_exclude", "max_value_length", "include_source_context",
     "add_full_stack", "max_stack_frames", "http_proxy", "https_proxy", "proxy_headers",
     "ca_certs", "cert_file", "key_file", "keep_alive", "socket_options", "error_sampler",
@@ -105,7 +105,6 @@ def init_sentry(
     *,
     before_send: EventHook,
     before_send_transaction: EventHook | None,
-    before_breadcrumb: EventHook | None,
     transport: Any,
     dsn: str,
     app_options: Mapping[str, Any] | None = None,
@@ -142,10 +141,9 @@ def init_sentry(
     previous = sentry_sdk.get_client() if app_options is not None else None
     if app_options is not None:
         options, integrations, disabled = _merge_app_options(
-            app_options, integrations, disabled, before_send_transaction, before_breadcrumb
+            app_options, integrations, disabled, before_send_transaction
         )
         before_send_transaction = options.pop("before_send_transaction")
-        before_breadcrumb = options.pop("before_breadcrumb")
     ignored = list(IGNORED_EXCEPTIONS) + list(options.pop("ignore_errors", ()))
     profiling = profile.profiles_sample_rate > 0
     if profiling:
@@ -169,7 +167,9 @@ def init_sentry(
         "default_integrations": True,
         "before_send": cast(Any, before_send),
         "before_send_transaction": cast(Any, before_send_transaction),
-        "before_breadcrumb": before_breadcrumb,
+        # No breadcrumb hook of the bridge's: an event's breadcrumbs are scrubbed with the
+        # event (before_send), not each of the many a request adds and never sends. An
+        # adopted app's own before_breadcrumb is kept (``_KEPT_OPTIONS``).
         "ignore_errors": ignored,
         "max_request_body_size": "never",
         "include_local_variables": True,
@@ -203,7 +203,6 @@ def _merge_app_options(
     integrations: list[Integration],
     disabled: list[type[Integration]],
     before_send_transaction: EventHook | None,
-    before_breadcrumb: EventHook | None,
 ) -> tuple[dict[str, Any], list[Integration], list[type[Integration]]]:
     from sentry_sdk.consts import DEFAULT_OPTIONS
 
@@ -224,7 +223,6 @@ def _merge_app_options(
     kept["before_send_transaction"] = _then(
         app.get("before_send_transaction"), before_send_transaction
     )
-    kept["before_breadcrumb"] = _then(app.get("before_breadcrumb"), before_breadcrumb)
     kept["ignore_errors"] = list(app.get("ignore_errors") or ())
     return kept, merged, disabled
 

@@ -1,6 +1,10 @@
-"""The Sentry side of the scrubbing policy: walking an error/transaction event or a
-breadcrumb before it leaves the process (``before_send``, ``before_send_transaction``,
-``before_breadcrumb``).
+"""The Sentry side of the scrubbing policy: walking an error/transaction event before it
+leaves the process (``before_send``, ``before_send_transaction``), its breadcrumbs included.
+
+Breadcrumbs are scrubbed there, when an event carries them, not at ``add_breadcrumb``: every
+SQL statement, HTTP call and log line of every request leaves one, and almost no request
+ends in an event. They wait unscrubbed in the request's scope, inside the process; whatever
+sentry-sdk sends them in (an error, a message, a log event) goes through ``before_send``.
 
 On top of the policy's generic walk, an event needs: SDK bookkeeping left as it is, the
 user's IP address and (by default) e-mail dropped, a log entry's params checked against its
@@ -36,7 +40,7 @@ _ANNOTATED: Wrapper = (
 
 class EventScrubber:
     """The policy as sentry-sdk's hooks: ``scrub_event`` for ``before_send`` and
-    ``before_send_transaction``, ``scrub_breadcrumb`` for ``before_breadcrumb``."""
+    ``before_send_transaction`` (breadcrumbs included, see ``scrub_breadcrumb``)."""
 
     def __init__(self, policy: ScrubbingPolicy) -> None:
         if _ANNOTATED not in policy.wrappers:
@@ -48,17 +52,9 @@ class EventScrubber:
         return _scrub_event(self.policy, event)
 
     def scrub_breadcrumb(self, crumb: Any, hint: Any = None) -> Any:
-        """The scrubbed breadcrumb (``before_breadcrumb``), or None to drop it."""
-        try:
-            if isinstance(crumb, dict) and crumb.get("category") == "query":
-                # A SQL statement keeps its shape and loses its literal values.
-                message = crumb.get("message")
-                if isinstance(message, str):
-                    crumb = {**crumb, "message": scrub_sql(message)}
-            return self.policy.scrub_value(crumb)
-        except Exception:  # a breadcrumb is not worth a leak: drop it
-            _log.debug("scrubbing a breadcrumb failed; dropping it", exc_info=True)
-            return None
+        """One scrubbed breadcrumb, or None to drop it (what ``scrub_event`` does to each of
+        an event's breadcrumbs; usable as a ``before_breadcrumb`` too)."""
+        return _scrub_breadcrumb(self.policy, crumb)
 
 
 def _scrub_event(policy: ScrubbingPolicy, event: Any) -> Any:
@@ -79,6 +75,8 @@ def _scrub_event(policy: ScrubbingPolicy, event: Any) -> Any:
                 out[key] = policy.scrub_value([_span_sql(span) for span in value])
             elif key == "contexts" and isinstance(value, Mapping):
                 out[key] = policy.scrub_value(_without_client_ip(policy, value))
+            elif key == "breadcrumbs":
+                out[key] = _scrub_breadcrumbs(policy, value)
             else:
                 out[key] = policy.scrub_value(value)
         return out
@@ -95,6 +93,31 @@ def _scrub_event(policy: ScrubbingPolicy, event: Any) -> Any:
             "transaction",
         )
         return {k: event[k] for k in keep if k in event} | {"message": FILTERED}
+
+
+def _scrub_breadcrumbs(policy: ScrubbingPolicy, section: Any) -> Any:
+    """An event's ``breadcrumbs`` (``{"values": [...]}``, or a bare list), each one
+    scrubbed as a breadcrumb: the generic walk alone would keep a statement's literals."""
+    if isinstance(section, list):
+        return [c for c in (_scrub_breadcrumb(policy, crumb) for crumb in section) if c is not None]
+    if not isinstance(section, Mapping) or not isinstance(section.get("values"), list):
+        return policy.scrub_value(section)
+    out = {k: v if k == "values" else policy.scrub_value(v) for k, v in section.items()}
+    out["values"] = _scrub_breadcrumbs(policy, section["values"])
+    return out
+
+
+def _scrub_breadcrumb(policy: ScrubbingPolicy, crumb: Any) -> Any:
+    try:
+        if isinstance(crumb, Mapping) and crumb.get("category") == "query":
+            # A SQL statement keeps its shape and loses its literal values.
+            message = crumb.get("message")
+            if isinstance(message, str):
+                crumb = {**crumb, "message": scrub_sql(message)}
+        return policy.scrub_value(crumb)
+    except Exception:  # a breadcrumb is not worth a leak: drop it
+        _log.debug("scrubbing a breadcrumb failed; dropping it", exc_info=True)
+        return None
 
 
 #: Frames of database drivers and ORMs hold the statement's bind parameters in locals

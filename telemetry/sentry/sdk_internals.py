@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
+from sentry_sdk.session import Session
 from sentry_sdk.transport import HttpTransport, Transport
 from sentry_sdk.utils import capture_internal_exceptions
 
 from telemetry.shared import FailureLog
 
 __all__ = [
+    "RequestSession",
     "clear_transaction_name",
     "counting_transport_class",
+    "end_request_session",
     "envelope_processor_class",
     "mark_dedupe_drops",
     "recording_transport_class",
+    "start_request_session",
 ]
 
 
@@ -34,6 +40,93 @@ def clear_transaction_name(scope: Any) -> None:
     named after the request. sentry-sdk has no public way to unset it."""
     scope._transaction = None
     scope._transaction_info = {}
+
+
+#: The current minute as sentry-sdk buckets sessions by it (``Session.truncated_started``):
+#: (minutes since the epoch, that minute as an aware UTC datetime), made once a minute.
+_minute: tuple[int, datetime] = (-1, datetime.min.replace(tzinfo=UTC))
+
+
+class RequestSession(Session):
+    """A request-mode session for the price of a few attributes.
+
+    sentry-sdk's ``Session`` makes a ``uuid4``, reads the clock into datetimes and runs
+    ``update()`` with a dozen arguments, at start and again at close (``track_session``
+    ~33 us per request on the benchmark machine, ~10 us with this one), though request-mode
+    sessions are only ever aggregated
+    (``SessionFlusher.add_aggregate_session``: its status, its error count, its release and
+    environment, its start minute). This one keeps those; it is still a ``Session`` that
+    sentry-sdk's own code accounts for unchanged: ``_update_session_from_event`` marks it
+    errored or crashed through ``update()``, ``Scope.set_user`` updates it, and
+    ``Client.capture_session`` aggregates it with sentry-sdk's own code (the same buckets
+    and counts). Whatever the aggregates never read (``sid``, ``started``, ``timestamp``)
+    is made only if something asks for it.
+    """
+
+    session_mode = "request"
+    did: str | None = None
+    duration: float | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+    def __init__(
+        self, release: str | None, environment: str | None, user: Any = None
+    ) -> None:  # no super().__init__(): it is what costs
+        global _minute
+        now = time.time()
+        minute = int(now // 60)
+        if minute != _minute[0]:
+            _minute = (minute, datetime.fromtimestamp(minute * 60, UTC))
+        self._started_at = now
+        self._started_minute = _minute[1]
+        self.release = release
+        self.environment = environment
+        self.status = "ok"
+        self.errors = 0
+        if user:
+            self.update(user=user)  # did and ip_address, as Session() takes them
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for attributes never set: made on first use, as Session() would have them.
+        if name == "sid":
+            self.sid = uuid.uuid4()
+            return self.sid
+        if name in ("started", "timestamp"):
+            return datetime.fromtimestamp(self._started_at, UTC)
+        raise AttributeError(name)
+
+    @property
+    def truncated_started(self) -> datetime:
+        started = self.__dict__.get("started")  # set only if an update() gave one
+        return self._started_minute if started is None else super().truncated_started
+
+    def close(self, status: Any = None) -> None:
+        # Session.close() without update()'s clock read: only the status matters here.
+        if status is None and self.status == "ok":
+            status = "exited"
+        if status is not None:
+            self.status = status
+
+
+def start_request_session(scope: Any, client: Any) -> bool:
+    """``scope.start_session(session_mode="request")`` with a :class:`RequestSession`, if
+    session tracking is on for ``scope`` (as sentry-sdk's ``track_session`` decides);
+    returns whether it is, i.e. whether :func:`end_request_session` must follow."""
+    track = scope._force_auto_session_tracking
+    options = client.options
+    if track is None:
+        track = options.get("auto_session_tracking", False)
+    if not track:
+        return False
+    if scope._session is not None:
+        scope.end_session()  # as start_session() does: a session left on a fork ends
+    scope._session = RequestSession(options.get("release"), options.get("environment"), scope._user)
+    return True
+
+
+def end_request_session(scope: Any) -> None:
+    """``scope.end_session()``: the session closed and handed to the current client."""
+    scope.end_session()
 
 
 def envelope_processor_class(

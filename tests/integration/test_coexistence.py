@@ -58,11 +58,16 @@ def test_an_existing_sentry_client_is_adopted_with_its_options(
             event.setdefault("tags", {})["app_hook"] = "ran"
             return event
 
+        def app_crumb_hook(crumb, hint):
+            crumb["data"] = {**crumb.get("data", {}), "app_crumb_hook": "ran"}
+            return crumb
+
         sentry_sdk.init(
             dsn=__import__("os").environ["APP_DSN"],
             release="shop@9.9.9",
             environment="prod-eu",
             before_send=app_hook,
+            before_breadcrumb=app_crumb_hook,
             traces_sample_rate=0.25,
             max_breadcrumbs=7,
         )
@@ -78,6 +83,7 @@ def test_an_existing_sentry_client_is_adopted_with_its_options(
         def fail(password):
             raise RuntimeError("checkout failed")
 
+        sentry_sdk.add_breadcrumb(message="login with api_key=crumb-secret-9", category="auth")
         try:
             fail("hunter2-secret")
         except RuntimeError as exc:
@@ -105,6 +111,9 @@ def test_an_existing_sentry_client_is_adopted_with_its_options(
     assert event["release"] == "shop@9.9.9"
     assert event["environment"] == "prod-eu"
     assert event["tags"]["app_hook"] == "ran"
+    (crumb,) = [c for c in event["breadcrumbs"]["values"] if c.get("category") == "auth"]
+    assert crumb["data"] == {"app_crumb_hook": "ran"}  # the app's breadcrumb hook still runs
+    assert crumb["message"] == "login with api_key=[Filtered]"  # and the bridge scrubs after
     assert result["max_breadcrumbs"] == 7
     # The app's auto-enabled web integrations would capture and trace a second time.
     assert "starlette" in result["app_integrations"]

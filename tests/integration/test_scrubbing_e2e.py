@@ -159,9 +159,9 @@ def test_no_secret_reaches_any_sink(
             "event", lambda e: "exception" in e and "login" in json.dumps(e.get("request"))
         )[0]
         reset = "POST /api/v1/reset-password/{token}"
-        sentry_receiver.wait_for(
+        integrity = sentry_receiver.wait_for(
             "event", lambda e: "exception" in e and "IntegrityError" in json.dumps(e["exception"])
-        )
+        )[0]
         for receiver in (sentry_receiver, otlp_receiver):
             receiver.wait_for_spans(lambda s: s.name == "POST /api/v1/login")
             receiver.wait_for_spans(lambda s: s.name == reset)
@@ -183,6 +183,11 @@ def test_no_secret_reaches_any_sink(
     assert b"Key (reset_token)=([Filtered])" in jaeger
     assert any("invalid token [Filtered]" in formatter.format(r) for r in logs.records)
     assert any("/bot[Filtered]/sendMessage" in formatter.format(r) for r in logs.records)
+    # The request's breadcrumbs (scrubbed with the event, not when added) were sent.
+    crumbs = json.dumps(integrity["breadcrumbs"])
+    assert "SELECT ?::text" in crumbs
+    assert "password reset asked for [Filtered]" in crumbs
+    assert "/bot[Filtered]/sendMessage" in crumbs
 
     project = bugsink.create_project()
     with running_service(settings(otlp_receiver, project.dsn, "off"), postgres_url, redis_url) as (
@@ -200,6 +205,7 @@ def test_no_secret_reaches_any_sink(
     for one in stored:
         stored_json: Any = one.data
         found += leaks("bugsink stored event", json.dumps(stored_json).encode())
+    assert "SELECT ?::text" in json.dumps(stored[1].data.get("breadcrumbs"))
     assert not found, f"secrets leaked: {found}"
 
 

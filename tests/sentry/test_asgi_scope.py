@@ -4,14 +4,21 @@ driven as plain ASGI calls (no server, no FastAPI instrumentation)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import sentry_sdk
 from opentelemetry.sdk.trace import TracerProvider
+from sentry_sdk.sessions import track_session
 
 from telemetry.sentry.asgi import RequestContextMiddleware, RequestScopeMiddleware
+from telemetry.sentry.sdk_internals import (
+    RequestSession,
+    end_request_session,
+    start_request_session,
+)
 from telemetry.shared import Message, Receive, Scope, Send
 
 TRACER = TracerProvider().get_tracer("test")
@@ -106,6 +113,37 @@ def test_each_request_has_its_own_user_and_tags(sentry: Callable[..., Any]) -> N
     assert "tenant" not in events["outside any request"].get("tags", {})
 
 
+def test_two_requests_in_one_task_share_nothing(sentry: Callable[..., Any]) -> None:
+    # As an httpx.ASGITransport or TestClient call runs the app: in the caller's task, one
+    # request after the other, and the caller's own events after them.
+    captured = sentry()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/items/1":
+            sentry_sdk.set_user({"id": "first"})
+            sentry_sdk.set_tag("leaky", "first")
+            sentry_sdk.add_breadcrumb(message="from the first request")
+        sentry_sdk.capture_message(f"in {scope['path']}")
+
+    outermost = RequestScopeMiddleware(app, is_excluded=lambda path: False)
+
+    async def caller() -> None:
+        await outermost(http_scope("/items/1"), receive, send)
+        await outermost(http_scope("/items/2"), receive, send)
+        sentry_sdk.capture_message("the caller, after both")
+
+    asyncio.run(caller())
+    sentry_sdk.flush(timeout=2)
+    events = {e["message"]: e for e in captured.of("event")}
+    assert events["in /items/1"]["user"]["id"] == "first"
+    for later in ("in /items/2", "the caller, after both"):
+        event = events[later]
+        assert "user" not in event and "leaky" not in event.get("tags", {}), later
+        crumbs = [c.get("message") for c in event.get("breadcrumbs", {}).get("values", [])]
+        assert "from the first request" not in crumbs, later
+    assert "request" not in events["the caller, after both"]
+
+
 def test_an_error_in_an_excluded_route_sends_nothing(sentry: Callable[..., Any]) -> None:
     captured = sentry()
 
@@ -136,3 +174,101 @@ def test_a_transaction_name_left_on_the_process_scope_does_not_name_request_even
         assert error["transaction"] == "/items/{item_id}"
     finally:
         sentry_sdk.get_current_scope().set_transaction_name("")
+
+
+class SdkSessions:
+    """The reference: what the request layer did before, sentry-sdk's own request-mode
+    session (``track_session``) in a fresh isolation scope."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Any]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with (
+            sentry_sdk.isolation_scope() as isolation,
+            track_session(isolation, session_mode="request"),
+        ):
+            await self.app(scope, receive, send)
+
+
+async def outcome_app(scope: Scope, receive: Receive, send: Send) -> None:
+    outcome = scope["path"].strip("/")
+    if outcome == "user":
+        sentry_sdk.set_user({"id": "u-1", "ip_address": "203.0.113.1"})
+    elif outcome == "message":
+        sentry_sdk.capture_message("not an error: the session stays ok")
+    elif outcome == "errored":
+        try:
+            raise ValueError("handled")
+        except ValueError as exc:
+            sentry_sdk.capture_exception(exc)
+    elif outcome == "twice":
+        for _ in range(2):
+            sentry_sdk.capture_exception(ValueError("handled twice"))
+    elif outcome == "crashed":
+        raise RuntimeError("unhandled: the request crashes")
+
+
+OUTCOMES = ["ok"] * 5 + ["user", "message"] + ["errored"] * 3 + ["twice"] + ["crashed"] * 2
+
+
+def session_aggregates(captured: Any, outermost: Callable[..., Any]) -> list[dict[str, Any]]:
+    captured.items.clear()
+    for outcome in OUTCOMES:
+        app = outermost(RequestContextMiddleware(outcome_app))
+        try:
+            asyncio.run(app(http_scope(f"/{outcome}"), receive, send))
+        except RuntimeError:
+            assert outcome == "crashed"
+    sentry_sdk.flush(timeout=2)
+    sessions: list[dict[str, Any]] = captured.of("sessions")
+    return sessions
+
+
+def test_request_sessions_aggregate_as_sentry_sdks_own(sentry: Callable[..., Any]) -> None:
+    captured = sentry(release="shop@1.2.3", environment="staging")
+
+    def ours(app: Any) -> Any:
+        return RequestScopeMiddleware(app, is_excluded=lambda path: False)
+
+    for _ in range(3):  # both runs in one minute: their buckets must be the same
+        minute = time.time() // 60
+        bridge = session_aggregates(captured, ours)
+        reference = session_aggregates(captured, SdkSessions)
+        if time.time() // 60 == minute:
+            break
+    assert bridge == reference
+    [item] = bridge
+    assert item["attrs"] == {"release": "shop@1.2.3", "environment": "staging"}
+    [bucket] = item["aggregates"]
+    assert {k: v for k, v in bucket.items() if k != "started"} == {
+        "exited": 7,
+        "errored": 4,
+        "crashed": 2,
+    }
+    assert bucket["started"].endswith(":00.000000Z")
+
+
+def test_a_request_session_is_a_whole_session_for_whoever_asks(
+    sentry: Callable[..., Any],
+) -> None:
+    sentry(release="shop@1.2.3")
+    scope = sentry_sdk.get_isolation_scope().fork()
+    scope.set_user({"id": "u-9"})
+    assert start_request_session(scope, sentry_sdk.get_client())
+    session = scope._session
+    assert isinstance(session, RequestSession) and session.did == "u-9"
+    as_json = session.to_json()  # what an application-mode session would send
+    assert as_json["status"] == "ok" and as_json["did"] == "u-9"
+    assert len(as_json["sid"]) == 36 and as_json["started"] <= as_json["timestamp"]
+    assert session.truncated_started == session.started.replace(second=0, microsecond=0)
+    end_request_session(scope)
+    assert scope._session is None and session.status == "exited"
+
+
+def test_sessions_off_for_the_scope_start_none(sentry: Callable[..., Any]) -> None:
+    sentry(release="shop@1.2.3")
+    scope = sentry_sdk.get_isolation_scope().fork()
+    scope.stop_auto_session_tracking()
+    assert not start_request_session(scope, sentry_sdk.get_client())
+    assert scope._session is None

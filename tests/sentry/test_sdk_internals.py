@@ -56,3 +56,17 @@ def test_a_scope_keeps_its_transaction_name_where_it_can_be_cleared() -> None:
     sdk_internals.clear_transaction_name(scope)
     assert scope._transaction is None
     assert scope._transaction_info == {}
+
+
+def test_a_request_session_has_every_attribute_of_sentry_sdks_session() -> None:
+    # sentry-sdk reads a scope's session as its own Session: one it gains in a release must
+    # be there on the lighter one too (class default, or made on first use).
+    from sentry_sdk.session import Session
+
+    real = Session(release="r@1", environment="e", session_mode="request")
+    light = sdk_internals.RequestSession("r@1", "e")
+    for name, value in vars(real).items():
+        assert type(getattr(light, name)) is type(value), name
+    assert light.get_json_attrs(with_user_info=False) == real.get_json_attrs(with_user_info=False)
+    assert light.truncated_started == real.truncated_started
+    assert (light.session_mode, light.status, light.errors) == ("request", "ok", 0)
