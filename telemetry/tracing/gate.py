@@ -35,7 +35,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
-from opentelemetry.propagate import extract
+from opentelemetry.propagate import extract, get_global_textmap
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import (
@@ -46,7 +46,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from telemetry.tracing.propagation import DEFERRED_SAMPLING_KEY
+from telemetry.tracing.propagation import DEFERRED_SAMPLING_KEY, header_names_read
 from telemetry.tracing.sampling import RouteAwareSampler
 
 __all__ = [
@@ -143,6 +143,8 @@ class SamplingGate:
             return known if known is not None else details(scope)
 
         self._details = details
+        self._propagator: Any = None
+        self._propagation_headers: frozenset[bytes] | None = None
         self._globals_checked_until = -1.0
         self._globals_say_step_aside = True
         self._known: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
@@ -195,6 +197,20 @@ class SamplingGate:
         self._globals_checked_until = now + GLOBALS_RECHECK_S
         return self._globals_say_step_aside
 
+    def _parent_context(self, scope: Any) -> otel_context.Context:
+        """The context extracted from the request's headers. A request that carries none of
+        the headers the bridge's propagator reads (most requests at the edge) gets the
+        current context, which is what extracting would return, without the work."""
+        propagator = get_global_textmap()
+        if propagator is not self._propagator:
+            self._propagator = propagator
+            self._propagation_headers = header_names_read(propagator)
+        names = self._propagation_headers
+        raw = scope.get("headers") or ()
+        if names is not None and not any(name.lower() in names for name, _ in raw):
+            return otel_context.get_current()
+        return extract(_headers(scope), getter=_GETTER)
+
     def _tracer_enabled(self) -> bool:
         # A tracer disabled by the provider's configurator makes no span at all.
         enabled = getattr(self.app.tracer, "_is_enabled", None)
@@ -205,7 +221,7 @@ class SamplingGate:
             await self.app(scope, receive, send)
             return
         name, attributes = self.span_details(scope)
-        parent_context = extract(_headers(scope), getter=_GETTER)
+        parent_context = self._parent_context(scope)
         parent = get_current_span(parent_context).get_span_context()
         root = not parent.is_valid
         trace_id = self.ids.generate_trace_id() if root else parent.trace_id

@@ -39,6 +39,7 @@ __all__ = [
     "PropagationTargets",
     "TelemetryPropagator",
     "build_propagator",
+    "header_names_read",
     "parse_sentry_trace",
 ]
 
@@ -290,6 +291,17 @@ class TargetedPropagator(TextMapPropagator):
     ) -> None:
         if self.targets.allows(_outgoing_url(context)):
             self.inner.inject(carrier, context, setter)
+
+
+def header_names_read(propagator: TextMapPropagator) -> frozenset[bytes] | None:
+    """The (lower-case, encoded) header names ``propagator`` reads, when that is known for
+    certain: the bridge's own propagator, alone behind its targets. None otherwise (an
+    ``OTEL_PROPAGATORS`` propagator may read headers its ``fields`` do not name)."""
+    if isinstance(propagator, TargetedPropagator):
+        propagator = propagator.inner
+    if type(propagator) is not TelemetryPropagator:
+        return None
+    return frozenset(name.lower().encode("latin-1") for name in propagator.fields)
 
 
 def build_propagator(

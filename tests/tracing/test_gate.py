@@ -226,3 +226,20 @@ def test_statements_of_an_unsampled_request_skip_the_span_work() -> None:
         assert db.attributes is not None and db.attributes.get("db.statement") == "SELECT 2"
     finally:
         instrumentor.uninstrument()
+
+
+def test_with_the_bridge_propagator_parents_are_found_and_headerless_requests_skip_it() -> None:
+    from telemetry.tracing.propagation import build_propagator
+
+    set_global_textmap(build_propagator(None, None))  # the autouse fixture restores it
+    app, exporter, seen = _service(1.0)
+    with TestClient(app) as client:
+        client.get("/items/1", headers={"sentry-trace": f"{PARENT_TRACE}-{PARENT_SPAN}-0"})
+        client.get("/items/2", headers={"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-00"})
+        client.get("/items/3")  # no propagation header: a new, sampled trace
+    for ctx, recording, _ in seen[:2]:
+        assert f"{ctx.trace_id:032x}" == PARENT_TRACE and recording is False
+    ctx, recording, carrier = seen[2]
+    assert f"{ctx.trace_id:032x}" != PARENT_TRACE and recording is True
+    assert carrier["sentry-trace"].startswith(f"{ctx.trace_id:032x}-")
+    assert [s.name for s in exporter.get_finished_spans()] == ["GET /items/{item_id}"]

@@ -102,3 +102,16 @@ def test_incoming_sentry_baggage_is_passed_on_frozen() -> None:
     propagator.inject(carrier, incoming)
     assert "sentry-public_key=upstream" in carrier["baggage"]
     assert "sentry-public_key=pk" not in carrier["baggage"]
+
+
+def test_header_names_read_are_known_only_for_the_bridge_propagator() -> None:
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from telemetry.tracing.propagation import build_propagator, header_names_read
+
+    names = header_names_read(build_propagator(None, None))
+    assert names == frozenset({b"traceparent", b"tracestate", b"sentry-trace", b"baggage"})
+    # Other propagators may read headers their ``fields`` do not name: always extracted.
+    assert header_names_read(TraceContextTextMapPropagator()) is None
+    assert header_names_read(CompositePropagator([TraceContextTextMapPropagator()])) is None
