@@ -89,8 +89,19 @@ async def _requests(app: Any, path: str, count: int) -> int:
 
     for _ in range(count):
         # A task per request, as uvicorn runs each request (task factories run too).
-        await asyncio.ensure_future(app(_scope(path), receive, send))
+        await asyncio.ensure_future(RequestResponseCycle(app, path, receive, send).run_asgi())
     return status
+
+
+class RequestResponseCycle:
+    """Named like uvicorn's: the coroutine of each request's task is ``run_asgi``, which is
+    what a task factory sees under uvicorn."""
+
+    def __init__(self, app: Any, path: str, receive: Any, send: Any) -> None:
+        self.app, self.path, self.receive, self.send = app, path, receive, send
+
+    async def run_asgi(self) -> None:
+        await self.app(_scope(self.path), self.receive, self.send)
 
 
 async def _run(args: argparse.Namespace, jaeger_url: str, dsn: str, database_url: str) -> None:

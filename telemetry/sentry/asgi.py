@@ -31,6 +31,7 @@ from telemetry.sentry.events import was_reported
 from telemetry.sentry.sdk_internals import (
     clear_transaction_name,
     end_request_session,
+    install_task_capture,
     start_request_session,
 )
 from telemetry.shared import ASGIApp, Message, Receive, Scope, Send
@@ -128,7 +129,7 @@ def enable_task_capture() -> None:
     scope (idempotent per loop). No Sentry span per task: OpenTelemetry owns tracing."""
     from sentry_sdk.integrations.asyncio import enable_asyncio_integration
 
-    enable_asyncio_integration(task_spans=False)
+    install_task_capture(lambda: enable_asyncio_integration(task_spans=False))
 
 
 def _drop_event(event: dict[str, Any], hint: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ silently (requests sharing a scope, spans missing from transactions, events unco
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
@@ -28,6 +29,7 @@ __all__ = [
     "counting_transport_class",
     "end_request_session",
     "envelope_processor_class",
+    "install_task_capture",
     "mark_dedupe_drops",
     "recording_transport_class",
     "start_request_session",
@@ -328,3 +330,56 @@ def recording_transport_class(timeout_s: float) -> type[Transport]:
             super().record_lost_event(reason, data_category, item, quantity=quantity)
 
     return RecordingTransport
+
+
+#: Coroutines an ASGI server runs one task per request for: uvicorn's (h11 and httptools).
+#: The request's own Sentry scope comes from the bridge's outermost middleware, and the
+#: server catches everything the app raises, so sentry-sdk's task wrapper (a second scope
+#: fork, a capture that never fires, a task rename: ~40 us per request) adds nothing there.
+SERVER_REQUEST_COROUTINES = frozenset({"RequestResponseCycle.run_asgi"})
+
+
+def install_task_capture(enable: Callable[[], None]) -> None:
+    """``enable`` (sentry-sdk's ``enable_asyncio_integration``) on the running loop, with
+    the server's per-request tasks created as plain tasks.
+
+    Only when sentry-sdk's factory sits directly on asyncio's default (the loop had no
+    factory of its own): a plain ``Task`` is then exactly what it would have made
+    underneath. The wrapper keeps sentry-sdk's ``_is_sentry_task_factory`` mark so that a
+    later ``enable_asyncio_integration`` on this loop does not wrap it a second time."""
+    enable()
+    loop = asyncio.get_running_loop()
+    sentry_factory = loop.get_task_factory()
+    if sentry_factory is None or getattr(sentry_factory, "_telemetry_server_tasks", False):
+        return
+    if not getattr(sentry_factory, "_is_sentry_task_factory", False):
+        return
+    if _wrapped_task_factory(sentry_factory) != (True, None):
+        return
+
+    def task_factory(
+        loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        code = getattr(coro, "cr_code", None)
+        if code is not None and code.co_qualname in SERVER_REQUEST_COROUTINES:
+            return asyncio.Task(coro, loop=loop, **kwargs)
+        return sentry_factory(loop, coro, **kwargs)
+
+    task_factory._is_sentry_task_factory = True  # type: ignore[attr-defined]
+    task_factory._telemetry_server_tasks = True  # type: ignore[attr-defined]
+    task_factory.__wrapped__ = sentry_factory  # type: ignore[attr-defined]
+    loop.set_task_factory(task_factory)
+
+
+def _wrapped_task_factory(sentry_factory: Any) -> tuple[bool, Any]:
+    """(whether it is known, the factory) sentry-sdk's task factory delegates to: its
+    ``patch_asyncio`` keeps the loop's previous factory in the closure, and says nowhere
+    else."""
+    code = getattr(sentry_factory, "__code__", None)
+    cells = getattr(sentry_factory, "__closure__", None)
+    if code is None or not cells or "orig_task_factory" not in code.co_freevars:
+        return False, None
+    try:
+        return True, cells[code.co_freevars.index("orig_task_factory")].cell_contents
+    except ValueError:  # an empty cell
+        return False, None

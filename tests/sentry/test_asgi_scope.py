@@ -272,3 +272,69 @@ def test_sessions_off_for_the_scope_start_none(sentry: Callable[..., Any]) -> No
     scope.stop_auto_session_tracking()
     assert not start_request_session(scope, sentry_sdk.get_client())
     assert scope._session is None
+
+
+class RequestResponseCycle:
+    """Named like uvicorn's per-request object: its ``run_asgi`` is the request's task."""
+
+    def __init__(self, done: list[str]) -> None:
+        self.done = done
+
+    async def run_asgi(self) -> None:
+        self.done.append(asyncio.current_task().get_name())  # type: ignore[union-attr]
+
+
+def test_task_capture_leaves_the_servers_request_tasks_plain(sentry: Callable[..., Any]) -> None:
+    from telemetry.sentry.asgi import enable_task_capture
+
+    captured = sentry()
+    names: list[str] = []
+
+    async def fail() -> None:
+        raise LookupError("background task failed")
+
+    async def main() -> Any:
+        from sentry_sdk.integrations.asyncio import enable_asyncio_integration
+
+        loop = asyncio.get_running_loop()
+        # As when sentry_sdk.init runs inside the server's loop: its factory comes first.
+        enable_asyncio_integration(task_spans=False)
+        enable_task_capture()
+        factory = loop.get_task_factory()
+        enable_task_capture()  # idempotent: neither we nor sentry-sdk wrap a second time
+        assert loop.get_task_factory() is factory
+        await loop.create_task(RequestResponseCycle(names).run_asgi())
+        failing = loop.create_task(fail())
+        with pytest.raises(LookupError):
+            await failing
+        return failing.get_name()
+
+    failing_name = asyncio.run(main())
+    # The server's request task is a plain task (the request scope comes from the
+    # bridge's middleware); every other task still goes through sentry-sdk's wrapper.
+    assert "Sentry-wrapped" not in names[0]
+    assert "Sentry-wrapped" in failing_name
+    (event,) = captured.of("event")
+    assert event["exception"]["values"][-1]["value"] == "background task failed"
+
+
+def test_task_capture_keeps_a_loops_own_task_factory_in_charge(
+    sentry: Callable[..., Any],
+) -> None:
+    from telemetry.sentry.asgi import enable_task_capture
+
+    sentry()
+    made: list[str] = []
+
+    def own_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        made.append(coro.cr_code.co_qualname)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_task_factory(own_factory)
+        enable_task_capture()
+        await asyncio.get_running_loop().create_task(RequestResponseCycle([]).run_asgi())
+
+    asyncio.run(main())
+    # sentry-sdk's wrapper runs (it calls the loop's own factory with its wrapper coroutine).
+    assert made and all("run_asgi" not in name for name in made)

@@ -70,3 +70,24 @@ def test_a_request_session_has_every_attribute_of_sentry_sdks_session() -> None:
     assert light.get_json_attrs(with_user_info=False) == real.get_json_attrs(with_user_info=False)
     assert light.truncated_started == real.truncated_started
     assert (light.session_mode, light.status, light.errors) == ("request", "ok", 0)
+
+
+def test_sentry_sdks_task_factory_still_names_the_factory_it_wraps() -> None:
+    import asyncio
+
+    from sentry_sdk.integrations.asyncio import enable_asyncio_integration
+
+    sentry_sdk.init(dsn="http://key@127.0.0.1:9/1", default_integrations=False)
+    try:
+
+        async def main() -> tuple[bool, object]:
+            enable_asyncio_integration(task_spans=False)
+            factory = asyncio.get_running_loop().get_task_factory()
+            assert getattr(factory, "_is_sentry_task_factory", False)
+            return sdk_internals._wrapped_task_factory(factory)
+
+        # Known, and asyncio's default underneath: the server's request tasks can be plain.
+        assert asyncio.run(main()) == (True, None)
+    finally:
+        sentry_sdk.get_client().close(timeout=1)
+        sentry_sdk.init()
