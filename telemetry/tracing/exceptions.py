@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import Status, StatusCode
@@ -40,6 +41,8 @@ MAX_MESSAGE = 16 * 1024
 MAX_STACKTRACE = 64 * 1024
 
 _patched = False
+#: OpenTelemetry's ``use_span``, as this module found it at import.
+_OTEL_USE_SPAN = trace_api.use_span
 
 
 def safe_exception_text(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
@@ -110,15 +113,27 @@ def harden_exception_recording() -> None:
 
     original_use_span = trace_api.use_span
 
+    def record_escaping(
+        span: trace_api.Span, exc: Exception, record_exception: bool, set_status: bool
+    ) -> None:
+        # Done here, where a failure to describe the exception cannot escape in its place.
+        if isinstance(span, trace_api.Span) and span.is_recording():
+            with contextlib.suppress(Exception):
+                if record_exception:
+                    span.record_exception(exc)
+                if set_status:
+                    text = safe_exception_text(exc, limit=1024)
+                    description = f"{type(exc).__name__}: {text}"
+                    span.set_status(Status(StatusCode.ERROR, description=description))
+
     @contextlib.contextmanager
-    def use_span(
+    def use_span_wrapped(
         span: trace_api.Span,
         end_on_exit: bool = False,
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> Iterator[trace_api.Span]:
-        # The original's own recording is turned off and done here, where a failure to
-        # describe the exception cannot escape in its place.
+        # The original's own recording is turned off and done here.
         with original_use_span(
             span,
             end_on_exit=end_on_exit,
@@ -128,16 +143,35 @@ def harden_exception_recording() -> None:
             try:
                 yield span
             except Exception as exc:
-                if isinstance(span, trace_api.Span) and span.is_recording():
-                    with contextlib.suppress(Exception):
-                        if record_exception:
-                            span.record_exception(exc)
-                        if set_status_on_exception:
-                            text = safe_exception_text(exc, limit=1024)
-                            description = f"{type(exc).__name__}: {text}"
-                            span.set_status(Status(StatusCode.ERROR, description=description))
+                record_escaping(span, exc, record_exception, set_status_on_exception)
                 raise
 
+    @contextlib.contextmanager
+    def use_span_own(
+        span: trace_api.Span,
+        end_on_exit: bool = False,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> Iterator[trace_api.Span]:
+        # OpenTelemetry's use_span, written out (attach, detach, end on exit) with the
+        # recording above: wrapping it cost a second generator context manager on every
+        # span made current.
+        try:
+            token = otel_context.attach(trace_api.set_span_in_context(span))
+            try:
+                yield span
+            except Exception as exc:
+                record_escaping(span, exc, record_exception, set_status_on_exception)
+                raise
+            finally:
+                otel_context.detach(token)
+        finally:
+            if end_on_exit:
+                span.end()
+
+    # A use_span another library installed before this one is wrapped, so its behaviour
+    # stays; OpenTelemetry's own is replaced.
+    use_span = use_span_own if original_use_span is _OTEL_USE_SPAN else use_span_wrapped
     trace_api.use_span = use_span  # type: ignore[assignment]
     _patched = True
 
