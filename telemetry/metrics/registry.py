@@ -121,6 +121,7 @@ class TelemetryMetrics:
         self._overflow.labels(_REQUESTS, "route").inc(0)
         self._routes = RouteResolver()
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        self._db_labels: dict[tuple[str, str], tuple[str, str, str]] = {}
         #: (method, route, status) -> (label values, requests child, duration child)
         self._request_series: dict[tuple[str, str, str], tuple[tuple[str, ...], Any, Any]] = {}
         server = ["service", "method", "route", "status_code"]
@@ -261,9 +262,14 @@ class TelemetryMetrics:
         self._observe(self._client, values, duration_s, self._dependency_exemplar())
 
     def record_db(self, system: str, operation: str, duration_s: float) -> None:
-        system = self.guard.bound(_DB, "system", system)
-        operation = self.guard.bound(_DB, "operation", operation)
-        labels = (self.service, system, operation)
+        labels = self._db_labels.get((system, operation))
+        if labels is None:
+            bounded_system = self.guard.bound(_DB, "system", system)
+            bounded_operation = self.guard.bound(_DB, "operation", operation)
+            labels = (self.service, bounded_system, bounded_operation)
+            if bounded_system == system and bounded_operation == operation:
+                # As the request series: remembered only once the guard admitted them.
+                self._db_labels[(system, operation)] = labels
         self._observe(self._db, labels, duration_s, self._dependency_exemplar())
 
     def _dependency_exemplar(self) -> dict[str, str] | None:
