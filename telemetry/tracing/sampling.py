@@ -138,7 +138,10 @@ class RouteAwareSampler(Sampler):
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
         parent = get_current_span(parent_context).get_span_context()
-        decision = self._decide(parent_context, parent, trace_id, name, kind, attributes)
+        route, path, method = _route_of(name, attributes)
+        decision = self._verdict(
+            parent_context, parent, trace_id, name, kind, attributes, route, path, method
+        )
         # The SDK builds the span from the result alone: the start attributes and the
         # parent's trace state must be handed back, or every span loses them.
         if decision is _Verdict.DROP:
@@ -160,39 +163,21 @@ class RouteAwareSampler(Sampler):
         """Whether the server span of a request would be sampled: the decision
         :meth:`should_sample` takes for it, from the route, path and method the span's
         start attributes carry (``telemetry.tracing.gate`` asks before the span exists)."""
+        attributes: dict[str, str] | None = None
         if self.traces_sampler is not None:
             # A user sampler is handed the start attributes, as should_sample would be.
-            attributes: dict[str, str] = {}
+            attributes = {}
             if route:
                 attributes["http.route"] = route
             if path:
                 attributes["url.path"] = path
             if method:
                 attributes["http.request.method"] = method
-            verdict = self._decide(
-                parent_context, parent, trace_id, name, SpanKind.SERVER, attributes
-            )
-        else:
-            # The same decision without building attributes to parse them back.
-            route, path, method = _with_name(name, route or None, path or None, method or None)
-            verdict = self._verdict(
-                parent_context, parent, trace_id, name, SpanKind.SERVER, None, route, path, method
-            )
-        return verdict is not _Verdict.DROP
-
-    def _decide(
-        self,
-        parent_context: Context | None,
-        parent: SpanContext,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None,
-        attributes: Attributes,
-    ) -> _Verdict:
-        route, path, method = _route_of(name, attributes)
-        return self._verdict(
-            parent_context, parent, trace_id, name, kind, attributes, route, path, method
+        route, path, method = _with_name(name, route or None, path or None, method or None)
+        verdict = self._verdict(
+            parent_context, parent, trace_id, name, SpanKind.SERVER, attributes, route, path, method
         )
+        return verdict is not _Verdict.DROP
 
     def _verdict(
         self,
