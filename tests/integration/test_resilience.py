@@ -11,7 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -24,7 +24,7 @@ from tests.support.failing_sockets import (
     slow_drip_server,
     slow_http_server,
 )
-from tests.support.net import LOOPBACK, QuietThreadingHTTPServer, poll_until
+from tests.support.net import LOOPBACK, BackgroundHTTPServer, poll_until
 from tests.support.otlp_receiver import OTLPReceiver
 from tests.support.sentry_receiver import SentryReceiver
 
@@ -122,20 +122,13 @@ def test_memory_stays_bounded_with_a_sink_down(postgres_url: str, redis_url: str
     assert grown_mb < 40, f"RSS grew {grown_mb:.1f} MB over 2,000 requests with the sink down"
 
 
-class ReceiverOnPort(OTLPReceiver):
-    """An OTLP receiver started on a given port: the sink coming back where it was."""
+Server = TypeVar("Server", bound=BackgroundHTTPServer)
 
-    def __init__(self, port: int) -> None:
-        super().__init__()
-        self.fixed_port = port
 
-    def start(self) -> None:
-        import threading
-
-        self._server = QuietThreadingHTTPServer((LOOPBACK, self.fixed_port), self._handler_class)
-        self._server.owner = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+def on_port(server: Server, port: int) -> Server:
+    """``server`` bound to ``port`` when started: the sink coming back where it was."""
+    server.bind_port = port
+    return server
 
 
 def test_export_resumes_when_the_sink_comes_back(
@@ -150,7 +143,7 @@ def test_export_resumes_when_the_sink_comes_back(
         latencies(url, 5)
         handle.force_flush(3)
         assert metric_value(url, "telemetry_spans_failed_total", sink="jaeger") > 0
-        with ReceiverOnPort(endpoint.port) as receiver:
+        with on_port(OTLPReceiver(), endpoint.port) as receiver:
             call("GET", f"{url}/api/v1/items/99")
             handle.force_flush(5)
             spans = receiver.wait_for_spans(lambda s: s.name.startswith("GET /api/v1/items"))
@@ -231,22 +224,6 @@ def test_a_slow_drip_sink_cannot_stretch_exports_or_shutdown(
     assert shutdown_s < settings.shutdown_timeout_seconds + 1.0, shutdown_s
 
 
-class SentryReceiverOnPort(SentryReceiver):
-    """Sentry's ingestion started on a given port: Sentry coming back where it was."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__()
-        self.fixed_port = port
-
-    def start(self) -> None:
-        import threading
-
-        self._server = QuietThreadingHTTPServer((LOOPBACK, self.fixed_port), self._handler_class)
-        self._server.owner = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-
 def test_urllib3_retry_chatter_while_sentry_refuses_is_one_line_per_failure_period(
     postgres_url: str, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -276,7 +253,7 @@ def test_urllib3_retry_chatter_while_sentry_refuses_is_one_line_per_failure_peri
             describe="every error event counted lost",
         )
         assert lost
-        with SentryReceiverOnPort(endpoint.port) as sentry:
+        with on_port(SentryReceiver(), endpoint.port) as sentry:
             assert call("GET", f"{url}/api/v1/crash")[0] == 500
             handle.force_flush(5)
             sentry.wait_for("event")

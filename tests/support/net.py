@@ -97,7 +97,11 @@ class QuietThreadingHTTPServer(ThreadingHTTPServer):
 
 class BackgroundHTTPServer:
     """Runs a ``BaseHTTPRequestHandler`` subclass on 127.0.0.1 (port chosen by the kernel)
-    in a background thread. Subclasses provide the handler; use as a context manager."""
+    in a background thread. Subclasses provide the handler; use as a context manager.
+    ``bind_port`` set before ``start`` binds that port instead (a sink coming back where
+    it was)."""
+
+    bind_port = 0
 
     def __init__(self, handler_class: type[BaseHTTPRequestHandler]) -> None:
         self._handler_class = handler_class
@@ -119,7 +123,7 @@ class BackgroundHTTPServer:
     def start(self) -> None:
         if self._server is not None:
             return
-        self._server = QuietThreadingHTTPServer((LOOPBACK, 0), self._handler_class)
+        self._server = QuietThreadingHTTPServer((LOOPBACK, self.bind_port), self._handler_class)
         # Handlers reach their owner (where received data is stored) through the server object.
         self._server.owner = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(
