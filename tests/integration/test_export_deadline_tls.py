@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from telemetry.shared import OTLPHttpTarget
 from telemetry.tracing import fanout
+from tests.support.failing_sockets import accepting
 from tests.support.net import LOOPBACK
 from tests.tracing.test_fanout_sender import Counters
 
@@ -67,10 +68,6 @@ def tls_drip(tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
     cert, key = self_signed(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    listener = socket.socket()
-    listener.bind((LOOPBACK, 0))
-    listener.listen(16)
-    listener.settimeout(0.1)
     stopping = threading.Event()
     outcomes: list[str] = []
 
@@ -91,24 +88,11 @@ def tls_drip(tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
         except (OSError, ssl.SSLError) as error:
             outcomes.append(type(error).__name__)
 
-    def accept() -> None:
-        while not stopping.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=drip, args=(connection,), daemon=True).start()
+    def serve(connection: socket.socket) -> None:
+        threading.Thread(target=drip, args=(connection,), daemon=True).start()
 
-    acceptor = threading.Thread(target=accept, daemon=True)
-    acceptor.start()
-    try:
-        yield f"https://{LOOPBACK}:{listener.getsockname()[1]}", cert, outcomes
-    finally:
-        stopping.set()
-        acceptor.join(2)
-        listener.close()
+    with accepting(serve, stopping, backlog=16, name="tls-drip-accept") as port:
+        yield f"https://{LOOPBACK}:{port}", cert, outcomes
 
 
 def test_a_tls_slow_drip_sink_is_cut_at_the_deadline_with_the_sinks_own_ca(

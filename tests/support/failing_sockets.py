@@ -8,7 +8,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -36,18 +36,19 @@ class Endpoint:
 
 
 @contextlib.contextmanager
-def blackhole_listener() -> Iterator[Endpoint]:
-    """Accept TCP connections and never read from nor write to them.
-
-    Clients see a completed connect and then silence until their own timeout fires: the
-    failure mode of a hung collector or a firewall that drops packets after the handshake.
-    """
+def accepting(
+    on_connection: Callable[[socket.socket], Any],
+    stopping: threading.Event,
+    *,
+    backlog: int = 64,
+    name: str = "accept",
+) -> Iterator[int]:
+    """A TCP listener on 127.0.0.1 whose accepted connections go to ``on_connection``, on
+    a thread, until the block exits (then ``stopping`` is set); yields the port."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind((LOOPBACK, 0))
-    listener.listen(128)
+    listener.listen(backlog)
     listener.settimeout(0.1)  # lets the accept loop notice the stop request
-    endpoint = Endpoint(LOOPBACK, listener.getsockname()[1])
-    stopping = threading.Event()
 
     def accept_forever() -> None:
         while not stopping.is_set():
@@ -57,19 +58,33 @@ def blackhole_listener() -> Iterator[Endpoint]:
                 continue
             except OSError:
                 return
-            # Held open (and unread) until the context exits, so the peer never sees EOF.
-            endpoint.accepted_connections.append(connection)
+            on_connection(connection)
 
-    acceptor = threading.Thread(target=accept_forever, name="blackhole-accept", daemon=True)
+    acceptor = threading.Thread(target=accept_forever, name=name, daemon=True)
     acceptor.start()
     try:
-        yield endpoint
+        yield listener.getsockname()[1]
     finally:
         stopping.set()
         acceptor.join(timeout=2)
-        for connection in endpoint.accepted_connections:
-            connection.close()
         listener.close()
+
+
+@contextlib.contextmanager
+def blackhole_listener() -> Iterator[Endpoint]:
+    """Accept TCP connections and never read from nor write to them.
+
+    Clients see a completed connect and then silence until their own timeout fires: the
+    failure mode of a hung collector or a firewall that drops packets after the handshake.
+    """
+    # Held open (and unread) until the context exits, so the peer never sees EOF.
+    accepted: list[socket.socket] = []
+    with accepting(accepted.append, threading.Event(), backlog=128, name="blackhole") as port:
+        try:
+            yield Endpoint(LOOPBACK, port, accepted)
+        finally:
+            for connection in accepted:
+                connection.close()
 
 
 class _SlowHandler(BaseHTTPRequestHandler):
@@ -160,13 +175,9 @@ def slow_drip_server(interval_s: float = 0.2, phase: str = "body") -> Iterator[D
     """
     if phase not in ("head", "body"):
         raise ValueError(phase)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind((LOOPBACK, 0))
-    listener.listen(64)
-    listener.settimeout(0.1)
-    endpoint = DripEndpoint(LOOPBACK, listener.getsockname()[1])
     stopping = threading.Event()
     lock = threading.Lock()
+    endpoint = DripEndpoint(LOOPBACK, 0)  # the port once listening
 
     def read_request(connection: socket.socket) -> bool:
         data = b""
@@ -209,21 +220,9 @@ def slow_drip_server(interval_s: float = 0.2, phase: str = "body") -> Iterator[D
                 with lock:
                     endpoint.closed += 1
 
-    def accept_forever() -> None:
-        while not stopping.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=drip, args=(connection,), daemon=True).start()
+    def serve(connection: socket.socket) -> None:
+        threading.Thread(target=drip, args=(connection,), daemon=True).start()
 
-    acceptor = threading.Thread(target=accept_forever, name="drip-accept", daemon=True)
-    acceptor.start()
-    try:
+    with accepting(serve, stopping, name="drip-accept") as port:
+        endpoint.port = port
         yield endpoint
-    finally:
-        stopping.set()
-        acceptor.join(timeout=2)
-        listener.close()
