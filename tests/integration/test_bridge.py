@@ -12,7 +12,7 @@ import pytest
 
 from telemetry import TelemetrySettings
 from tests.integration._service import call, running_service
-from tests.support.otlp_receiver import OTLPReceiver, ReceivedSpan
+from tests.support.otlp_receiver import OTLPReceiver, ReceivedSpan, descendants
 from tests.support.sentry_receiver import SentryReceiver
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -63,19 +63,6 @@ def server_span(spans: list[ReceivedSpan], trace_id: str) -> ReceivedSpan:
     return next(s for s in spans if s.trace_id == trace_id and s.kind == "SERVER")
 
 
-def descendants_of(root: ReceivedSpan, spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
-    by_parent: dict[str | None, list[ReceivedSpan]] = {}
-    for span in spans:
-        by_parent.setdefault(span.parent_span_id, []).append(span)
-    found: list[ReceivedSpan] = []
-    stack = [root.span_id]
-    while stack:
-        for child in by_parent.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child.span_id)
-    return found
-
-
 @pytest.mark.parametrize(
     "headers",
     [
@@ -100,7 +87,7 @@ def test_incoming_trace_is_continued_in_every_sink(
     root = server_span(jaeger, TRACE)
     assert root.parent_span_id == PARENT
     assert root.name == "GET /api/v1/items/{item_id}"
-    children = descendants_of(root, jaeger)
+    children = descendants(root, jaeger)
     kinds = {
         (c.attributes.get("db.system") or c.attributes.get("db.system.name")) for c in children
     }

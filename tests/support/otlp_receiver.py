@@ -80,6 +80,20 @@ class ReceivedSpan:
         return self.parent_span_id is None
 
 
+def descendants(root: ReceivedSpan, spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+    """Every span below ``root`` in ``spans``, children before their own children."""
+    by_parent: dict[str | None, list[ReceivedSpan]] = {}
+    for span in spans:
+        by_parent.setdefault(span.parent_span_id, []).append(span)
+    found: list[ReceivedSpan] = []
+    stack = [root.span_id]
+    while stack:
+        for child in by_parent.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child.span_id)
+    return found
+
+
 @dataclass(frozen=True)
 class ReceivedRequest:
     """An HTTP request as received; ``body`` is already decompressed."""

@@ -28,7 +28,7 @@ import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.support.otlp_receiver import ReceivedSpan
+from tests.support.otlp_receiver import ReceivedSpan, descendants
 
 #: A Sentry tag and the span attributes that carry the same information in OTLP.
 TAG_ALIASES = {"tenant_id": ("tenant_id", "tenant.id")}
@@ -188,7 +188,7 @@ def sentry_transaction(root: ReceivedSpan, trace: list[ReceivedSpan]) -> dict[st
     modules = {k.removeprefix("sentry.module."): v for k, v in both.items()
                if k.startswith("sentry.module.")}  # fmt: skip
     resource = root.resource_attributes
-    children = _descendants(root, trace)
+    children = sorted(descendants(root, trace), key=lambda s: s.start_time_unix_nano)
     return {
         "transaction": _first(both, "sentry.segment.name", "sentry.transaction")
         or relay_description(root),
@@ -234,19 +234,6 @@ def sentry_transaction(root: ReceivedSpan, trace: list[ReceivedSpan]) -> dict[st
         "spans": [sentry_span(s) for s in children],
         "start_timestamp": root.start_time_unix_nano,
     }
-
-
-def _descendants(root: ReceivedSpan, trace: list[ReceivedSpan]) -> list[ReceivedSpan]:
-    by_parent: dict[str | None, list[ReceivedSpan]] = {}
-    for span in trace:
-        by_parent.setdefault(span.parent_span_id, []).append(span)
-    found: list[ReceivedSpan] = []
-    stack = [root.span_id]
-    while stack:
-        for child in by_parent.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child.span_id)
-    return sorted(found, key=lambda s: s.start_time_unix_nano)
 
 
 def otlp_transactions(spans: list[ReceivedSpan]) -> list[dict[str, Any]]:
